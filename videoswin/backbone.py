@@ -112,6 +112,13 @@ class VideoSwinBackbone(keras.Model):
         }
 
     @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Load from a zoo preset name, an `hf://ORG/NAME` URI or a local folder/file."""
+        from videoswin import hub
+
+        return hub.load_preset(preset, kind="backbone", **kwargs)
+
+    @classmethod
     def from_config(cls, config):
         config = dict(config)
         if isinstance(config.get("dtype"), dict):

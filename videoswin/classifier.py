@@ -40,6 +40,13 @@ class VideoSwinClassifier(keras.Model):
         }
 
     @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Load from a zoo preset name, an `hf://ORG/NAME` URI or a local folder/file."""
+        from videoswin import hub
+
+        return hub.load_preset(preset, kind="classifier", **kwargs)
+
+    @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
