@@ -14,6 +14,7 @@ DEFAULT_BACKEND = "torch"
 def select_backend(default=DEFAULT_BACKEND):
     """Set KERAS_BACKEND (if unset) and return the backend name in use."""
     backend = os.environ.setdefault("KERAS_BACKEND", default)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     if backend not in BACKENDS:
         raise SystemExit(f"KERAS_BACKEND={backend!r} is not supported; use one of {BACKENDS}")
     if "keras" in sys.modules:

@@ -1,13 +1,36 @@
-"""Test session set-up: choose the Keras backend before anything imports keras."""
+"""Test session set-up: choose the Keras backend before anything imports keras.
+
+scripts/test.sh runs the suite once per backend. Tests marked `backend_independent`
+(pure PyTorch or config parsing) run only in the torch pass; the others skip them,
+saying so.
+"""
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-# Small CPU machines: keep TF/XLA from oversubscribing the cores.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+BACKEND = os.environ["KERAS_BACKEND"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backend_independent: touches no Keras backend; runs in the torch pass only")
 
 
 def pytest_report_header(config):
     import keras
 
     return f"keras {keras.__version__}, backend: {keras.backend.backend()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == "torch":
+        return
+    skip = pytest.mark.skip(reason=f"backend-independent test: runs in the torch pass, "
+                                   f"not again under KERAS_BACKEND={BACKEND}")
+    for item in items:
+        if "backend_independent" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,220 @@
+"""Load an official Video Swin checkpoint safely and bring it to the canonical layout.
+
+Canonical keys are those of the official 0.x release (`backbone.…`, final norm
+`backbone.norm`, head `cls_head.fc_cls`); mmaction2 1.x and torchvision layouts are renamed.
+"""
+
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+LAYOUTS = ("official", "mmaction2", "torchvision")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+@dataclass
+class Checkpoint:
+    """A canonical state dict (NumPy arrays) and where it came from."""
+
+    path: str
+    state: dict
+    layout: str
+    has_head: bool
+
+
+def read_state(path, trust_pickle=False):
+    """Read a `.pth`/`.pt`/`.ckpt` or `.safetensors` file into a flat dict of NumPy arrays.
+
+    PyTorch files are loaded with `weights_only=True`: a file whose unpickling would run
+    arbitrary code is refused unless `trust_pickle=True` (only for files you trust).
+    """
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist.")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} is not a file.")
+    if path.endswith(".safetensors"):
+        return _read_safetensors(path)
+    obj = _torch_load(path, trust_pickle)
+    return _flatten(path, _unwrap(path, obj))
+
+
+def _read_safetensors(path):
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return dict(load_file(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path!r} is not a readable safetensors file "
+                              f"(truncated or corrupt?): {err}") from None
+
+
+def _torch_load(path, trust_pickle):
+    import torch
+
+    try:
+        if zipfile.is_zipfile(path):
+            # mmap keeps the peak memory near one copy of the weights.
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle,
+                              mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Weights only load failed" in text and "invalid load key" not in text.lower():
+            raise CheckpointError(
+                f"checkpoint {path!r} needs arbitrary unpickling (it stores Python objects "
+                "beyond tensors), which could execute code, so it was refused. If you trust "
+                "this file, pass --trust-checkpoint to load it with weights_only=False."
+            ) from None
+        raise CheckpointError(f"checkpoint {path!r} is not a PyTorch checkpoint "
+                              f"(unpickling failed: {_first_line(text)}).") from None
+    except Exception as err:  # torch raises many types for damaged or foreign files
+        with open(path, "rb") as handle:
+            zip_magic = handle.read(4) == b"PK\x03\x04"
+        if zip_magic or isinstance(err, EOFError):
+            raise CheckpointError(f"checkpoint {path!r} could not be read; it looks truncated "
+                                  f"or corrupt ({_first_line(str(err))}).") from None
+        raise CheckpointError(f"checkpoint {path!r} is not a PyTorch checkpoint, or it is "
+                              f"truncated ({type(err).__name__}: {_first_line(str(err))})."
+                              ) from None
+
+
+def _first_line(text):
+    return text.strip().splitlines()[0] if text.strip() else "no details"
+
+
+def _unwrap(path, obj):
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds a {type(obj).__name__}, not a state "
+                              "dict (expected a dict of tensors, or one under 'state_dict' "
+                              "or 'model').")
+    for key in ("state_dict", "model", "module"):
+        if key in obj and isinstance(obj[key], dict):
+            return obj[key]
+    return obj
+
+
+def _flatten(path, state):
+    import torch
+
+    arrays = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {path!r}: entry {key!r} is a "
+                                  f"{type(value).__name__}, not a tensor; is this a state "
+                                  "dict of a Video Swin model?")
+        key = key[len("module."):] if key.startswith("module.") else key
+        arrays[key] = value.detach().cpu().numpy()
+    if not arrays:
+        raise CheckpointError(f"checkpoint {path!r} holds no tensors.")
+    return arrays
+
+
+def detect_layout(keys):
+    """'official', 'mmaction2' or 'torchvision' from the key names."""
+    keys = list(keys)
+    if any(k.startswith("features.") for k in keys):
+        return "torchvision"
+    if any(re.fullmatch(r"(backbone\.)?norm3\.(weight|bias)", k) for k in keys):
+        return "mmaction2"
+    return "official"
+
+
+_TORCHVISION_BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.(.+)")
+_TORCHVISION_MERGE = re.compile(r"features\.(\d+)\.(norm|reduction)\.(.+)")
+
+
+def _from_torchvision(key):
+    match = _TORCHVISION_MERGE.fullmatch(key)
+    if match and int(match[1]) % 2 == 1:
+        return f"backbone.layers.{int(match[1]) // 2}.downsample.{match[2]}.{match[3]}"
+    match = _TORCHVISION_BLOCK.fullmatch(key)
+    if match and int(match[1]) % 2 == 0:
+        rest = match[3].replace("mlp.0.", "mlp.fc1.").replace("mlp.3.", "mlp.fc2.")
+        return f"backbone.layers.{int(match[1]) // 2}.blocks.{match[2]}.{rest}"
+    if key.startswith("head."):
+        return "cls_head.fc_cls." + key[len("head."):]
+    return "backbone." + key
+
+
+def canonicalize(state, layout=None):
+    """Rename a state dict of any known layout to canonical official 0.x keys."""
+    layout = layout or detect_layout(state)
+    out = {}
+    for key, value in state.items():
+        if layout == "torchvision":
+            key = _from_torchvision(key)
+        else:
+            if not key.startswith(("backbone.", "cls_head.")):
+                key = "backbone." + key  # a bare backbone state dict
+            if layout == "mmaction2":
+                key = re.sub(r"^backbone\.norm3\.", "backbone.norm.", key)
+        if key in out:
+            raise CheckpointError(f"two checkpoint entries map to {key!r}")
+        out[key] = value
+    return out
+
+
+def check_finite(path, state):
+    """Refuse tensors holding NaN or Inf, naming them."""
+    bad = [k for k, v in state.items()
+           if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"checkpoint {path!r} has NaN or Inf values in {shown}; "
+                              "the file is damaged or was saved from a diverged run.")
+
+
+def load(path, trust_pickle=False):
+    """Read, canonicalise and validate a checkpoint."""
+    raw = read_state(path, trust_pickle=trust_pickle)
+    layout = detect_layout(raw)
+    state = canonicalize(raw, layout)
+    if not any(k.startswith("backbone.patch_embed.") for k in state):
+        sample = ", ".join(list(raw)[:5])
+        raise CheckpointError(f"checkpoint {path!r} does not look like a Video Swin model: "
+                              f"no patch_embed weights (first keys: {sample}).")
+    check_finite(path, state)
+    has_head = any(k.startswith("cls_head.") for k in state)
+    return Checkpoint(path=path, state=state, layout=layout, has_head=has_head)
+
+
+def cache_dir():
+    """Where downloaded checkpoints are kept (VIDEOSWIN_CACHE or ~/.cache/videoswin)."""
+    root = os.environ.get("VIDEOSWIN_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "videoswin")
+    return os.path.join(root, "checkpoints")
+
+
+def fetch(url, filename=None, timeout=30, log=print):
+    """Download `url` into the cache once (atomically) and return the local path."""
+    import urllib.error
+    import urllib.request
+
+    filename = filename or url.rsplit("/", 1)[-1]
+    target = os.path.join(cache_dir(), filename)
+    if os.path.exists(target):
+        return target
+    os.makedirs(cache_dir(), exist_ok=True)
+    partial = f"{target}.partial"
+    log(f"  downloading {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        if os.path.exists(partial):
+            os.remove(partial)
+        reason = getattr(err, "reason", err)
+        raise CheckpointError(f"could not download the checkpoint from {url} ({reason}). If "
+                              "this machine is offline, download it elsewhere and pass "
+                              "--checkpoint PATH.") from None
+    os.replace(partial, target)
+    return target

@@ -1,0 +1,189 @@
+"""Proof that the emitted artifacts compute what the original model computes.
+
+Seeded random clips go through a PyTorch reference (mmaction2's own module when installed,
+else `converter.reference`) and through the saved `.keras` and `.weights.h5` files on each
+requested Keras backend, each in its own process. Logits and backbone features are compared.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from converter.backend import BACKENDS
+
+DEFAULT_TOLERANCE = 1e-4
+
+
+def installed_backends():
+    """The Keras backends whose framework imports here."""
+    module = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
+    return [b for b in BACKENDS if importlib.util.find_spec(module[b]) is not None]
+
+
+def make_clips(count, clip_shape, seed, channels=3):
+    """`count` standard-normal clips (T, H, W, C) from a seeded generator."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((count, *clip_shape, channels), dtype=np.float32)
+
+
+def reference_outputs(spec, state, clips, reference="auto"):
+    """(name, features, logits) of the PyTorch reference on channels-last clips."""
+    from converter import upstream
+
+    if reference == "auto":
+        reference = "mmaction2" if upstream.available() else "videoswin-reference"
+    if reference == "mmaction2":
+        features, logits = upstream.forward(upstream.load(spec, state), clips)
+        return "mmaction2 SwinTransformer3D", features, logits
+    import torch
+
+    from converter.reference import VideoSwinReference
+
+    model = VideoSwinReference.from_spec(spec)
+    head = any(k.startswith("cls_head.") for k in state) and spec.num_classes
+    if not head:
+        state = {k: v for k, v in state.items() if not k.startswith("cls_head.")}
+        model = VideoSwinReference.from_spec(spec, num_classes=None)
+    model.load_canonical({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(clips)
+        features = model.forward_features(x).numpy()
+        logits = model(x).numpy() if head else None
+    return "videoswin PyTorch reference", features, logits
+
+
+def compare(reference, candidate):
+    """max |diff|, relative max |diff|, and top-1 / top-5 agreement for (B, K) arrays."""
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    diff = np.abs(reference - candidate)
+    result = {"max_abs": float(diff.max()),
+              "max_rel": float(diff.max() / max(np.abs(reference).max(), 1e-12))}
+    if reference.ndim == 2:
+        k = min(5, reference.shape[1])
+        result["top1_agreement"] = float(np.mean(reference.argmax(1) == candidate.argmax(1)))
+        ref5 = np.argsort(-reference, axis=1)[:, :k]
+        got5 = np.argsort(-candidate, axis=1)[:, :k]
+        result["top5_agreement"] = float(np.mean([set(a) == set(b) for a, b in zip(ref5, got5)]))
+    return result
+
+
+def run_backend(backend, directory, stem, clips_path, bf16=False, timeout=3600):
+    """Run `converter.parity_worker` under KERAS_BACKEND=backend; returns its outputs."""
+    with tempfile.TemporaryDirectory(prefix="videoswin-parity-") as tmp:
+        out = os.path.join(tmp, "out.npz")
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        cmd = [sys.executable, "-m", "converter.parity_worker", directory, stem, clips_path, out]
+        if bf16:
+            cmd.append("--bf16")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(f"parity worker on backend {backend!r} failed "
+                               f"(exit {proc.returncode}):\n{tail}")
+        with np.load(out) as data:
+            return {k: data[k] for k in data.files}
+
+
+def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None, seed=0,
+          tolerance=DEFAULT_TOLERANCE, reference="auto", bf16=False, log=print):
+    """Run parity for every backend; returns the report dict (see `markdown`)."""
+    backends = installed_backends() if backends is None else list(backends)
+    clip_shape = tuple(clip_shape or spec.clip_shape)
+    clips = make_clips(count, clip_shape, seed, spec.in_channels)
+    start = time.perf_counter()
+    ref_name, ref_features, ref_logits = reference_outputs(spec, state, clips, reference)
+    log(f"  reference ({ref_name}) in {time.perf_counter() - start:.1f}s")
+    report = {"reference": ref_name,
+              "clips": {"count": count, "shape": list(clip_shape), "seed": seed},
+              "tolerance": {"max_abs": tolerance, "dtype": "float32"},
+              "logits_scale": None if ref_logits is None else float(np.std(ref_logits)),
+              "backends": {}}
+    with tempfile.TemporaryDirectory(prefix="videoswin-clips-") as tmp:
+        clips_path = os.path.join(tmp, "clips.npy")
+        np.save(clips_path, clips)
+        for backend in backends:
+            start = time.perf_counter()
+            outputs = run_backend(backend, directory, stem, clips_path, bf16=bf16)
+            entry = {}
+            identical = {k.split("/")[0]: bool(v) for k, v in outputs.items()
+                         if k.endswith("/weights_h5_identical")}
+            for key in sorted(k for k in outputs if not k.startswith(("seconds:", "backend"))
+                              and not k.endswith("/weights_h5_identical")):
+                kind, artifact = key.split("/")
+                reference_value = ref_logits if kind == "logits" else ref_features
+                if reference_value is None:
+                    continue
+                entry[f"{kind}/{artifact}"] = compare(reference_value, outputs[key])
+            checked = {k: v for k, v in entry.items() if not k.endswith("/bf16")}
+            entry_summary = {
+                "max_abs_logits": max((v["max_abs"] for k, v in checked.items()
+                                       if k.startswith("logits/")), default=None),
+                "max_abs_features": max(v["max_abs"] for k, v in checked.items()
+                                        if k.startswith("backbone/")),
+                "top1_agreement": min((v["top1_agreement"] for k, v in checked.items()
+                                       if k.startswith("logits/")), default=None),
+                "top5_agreement": min((v["top5_agreement"] for k, v in checked.items()
+                                       if k.startswith("logits/")), default=None),
+                "weights_h5_identical": all(identical.values()),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            if bf16:
+                entry_summary["bf16_max_abs_logits"] = entry.get("logits/bf16", {}).get("max_abs")
+            entry_summary["passed"] = (all(v["max_abs"] <= tolerance for v in checked.values())
+                                       and entry_summary["weights_h5_identical"])
+            report["backends"][backend] = {**entry_summary, "detail": entry}
+            log(f"  {backend}: max |diff| logits {_fmt(entry_summary['max_abs_logits'])}, "
+                f"features {_fmt(entry_summary['max_abs_features'])} "
+                f"({'ok' if entry_summary['passed'] else 'FAILED'}, "
+                f"{entry_summary['seconds']}s)")
+    report["status"] = ("passed" if backends and all(b["passed"] for b in
+                                                     report["backends"].values())
+                        else "failed" if backends else "skipped")
+    return report
+
+
+def summary(report):
+    """The part of a report that goes into the manifest."""
+    return {"status": report["status"], "reference": report["reference"],
+            "tolerance": report["tolerance"]["max_abs"], "clips": report["clips"],
+            "backends": {b: {k: v for k, v in r.items() if k != "detail"}
+                         for b, r in report["backends"].items()}}
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.2e}"
+
+
+def markdown(report, title=None):
+    """A backend x metric table of a parity report."""
+    clips = report["clips"]
+    lines = []
+    if title:
+        lines += [f"### {title}", ""]
+    lines += [f"Reference: {report['reference']}; {clips['count']} random clips of "
+              f"{'x'.join(map(str, clips['shape']))} (seed {clips['seed']}); tolerance "
+              f"{report['tolerance']['max_abs']:g} max |diff|, float32.", ""]
+    bf16 = any("bf16_max_abs_logits" in b for b in report["backends"].values())
+    head = "| backend | max abs logits | max abs features | top-1 agree | top-5 agree |"
+    rule = "|---|---|---|---|---|"
+    if bf16:
+        head, rule = head + " bf16 max abs logits |", rule + "---|"
+    lines += [head + " result |", rule + "---|"]
+    for backend, row in report["backends"].items():
+        cells = [backend, _fmt(row["max_abs_logits"]), _fmt(row["max_abs_features"]),
+                 "n/a" if row["top1_agreement"] is None else f"{row['top1_agreement']:.0%}",
+                 "n/a" if row["top5_agreement"] is None else f"{row['top5_agreement']:.0%}"]
+        if bf16:
+            cells.append(_fmt(row.get("bf16_max_abs_logits")))
+        cells.append("pass" if row["passed"] else "FAIL")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Status: **{report['status']}**")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""mmaction2's own `SwinTransformer3D`, when installed: the strongest parity reference.
+
+mmaction2 1.2.0's package `__init__` chain needs modules its wheel lacks, so the backbone
+module is imported by file path, with a stand-in for the registry decorator it uses.
+"""
+
+import functools
+import importlib.util
+import sys
+import types
+
+
+def available():
+    """True when mmaction2 and what its swin.py imports (mmcv, mmengine, einops) exist."""
+    return all(importlib.util.find_spec(n) is not None
+               for n in ("mmaction", "mmcv", "mmengine", "einops"))
+
+
+@functools.lru_cache(maxsize=None)
+def swin_module():
+    """The module object of `mmaction/models/backbones/swin.py`."""
+    spec = importlib.util.find_spec("mmaction")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("mmaction2 is not installed")
+    path = f"{list(spec.submodule_search_locations)[0]}/models/backbones/swin.py"
+    if "mmaction.registry" not in sys.modules:
+        registry = types.ModuleType("mmaction.registry")
+
+        class _Registry:
+            def register_module(self, *args, **kwargs):
+                return args[0] if args and callable(args[0]) else (lambda cls: cls)
+
+        registry.MODELS = _Registry()
+        sys.modules.setdefault("mmaction", types.ModuleType("mmaction"))
+        sys.modules["mmaction.registry"] = registry
+    module_spec = importlib.util.spec_from_file_location("_mmaction_swin", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def build(spec):
+    """An eval-mode (backbone, head) pair of torch modules shaped by a `ModelSpec`."""
+    import torch
+
+    module = swin_module()
+    backbone = module.SwinTransformer3D(
+        arch=dict(embed_dims=spec.embed_dim, depths=list(spec.depths),
+                  num_heads=list(spec.num_heads)),
+        pretrained=None, pretrained2d=False, patch_size=tuple(spec.patch_size),
+        in_channels=spec.in_channels, window_size=tuple(spec.window_size),
+        mlp_ratio=spec.mlp_ratio, qkv_bias=spec.qkv_bias, qk_scale=spec.qk_scale,
+        drop_path_rate=0.0, patch_norm=spec.patch_norm)
+    features = spec.embed_dim * 2 ** (len(spec.depths) - 1)
+    head = torch.nn.Linear(features, spec.num_classes) if spec.num_classes else None
+    backbone.eval()
+    return backbone, head
+
+
+def load(spec, canonical):
+    """mmaction2 modules holding a canonical state dict (strict on the backbone)."""
+    import torch
+
+    backbone, head = build(spec)
+    state = {}
+    for key, value in canonical.items():
+        if key.startswith("backbone."):
+            key = key[len("backbone."):]
+            state["norm3." + key[5:] if key.startswith("norm.") else key] = torch.from_numpy(
+                value.copy())
+    backbone.load_state_dict(state, strict=True)
+    if head is not None and "cls_head.fc_cls.weight" in canonical:
+        head.load_state_dict({"weight": torch.from_numpy(canonical["cls_head.fc_cls.weight"]),
+                              "bias": torch.from_numpy(canonical["cls_head.fc_cls.bias"])})
+    else:
+        head = None
+    return backbone, head
+
+
+def forward(modules, clips):
+    """(features channels-last, logits or None) for (B, T, H, W, C) NumPy clips."""
+    import torch
+
+    backbone, head = modules
+    with torch.no_grad():
+        x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous()
+        features = backbone(x)                                  # (B, C, T', H', W')
+        logits = head(features.mean(dim=(2, 3, 4))) if head is not None else None
+        features = features.permute(0, 2, 3, 4, 1).numpy()
+    return features, (logits.numpy() if logits is not None else None)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install videoswin with every backend, the converter, and (with --test) the test oracle,
+# into the active Python environment (create one first: python3 -m venv .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python}"
+extras="all"
+[[ "${1:-}" == "--test" ]] && extras="all,test"
+# torch is pinned to 2.13.0 in pyproject.toml (a CPU build); never let pip choose another.
+"$PY" -m pip install -q "torch==2.13.0"
+"$PY" -m pip install -q -e ".[${extras}]"
+if [[ "${1:-}" == "--test" ]]; then
+    # mmaction2 declares decord, which has no build for this platform: install it without
+    # dependencies; its SwinTransformer3D needs only what the `test` extra brings.
+    "$PY" -m pip install -q --no-deps -r requirements/oracle.txt
+fi

@@ -1,0 +1,203 @@
+"""The oracle: mmaction2 1.2.0's own `SwinTransformer3D`, which we did not write.
+
+mmaction2's package `__init__` chain breaks here (its `models` package imports a missing
+`localizers/drn`), so `load_swin_module()` execs `mmaction/models/backbones/swin.py` by
+file path. That file only needs `mmaction.registry.MODELS` for its decorator; a private
+mmengine registry stands in for it, so the real registry is never touched and loading
+twice cannot collide. Importing mmcv/mmengine/einops is left to the file itself.
+
+`make_oracle` wraps the backbone with an I3D-style head and randomises every parameter;
+the exporters give its weights in the official 0.x, mmaction2 1.x and torchvision layouts.
+"""
+
+import importlib.util
+import sys
+import types
+import warnings
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from converter.synthetic import randomize_
+
+
+def swin_source_path():
+    """Path of mmaction2's `models/backbones/swin.py`, found without importing mmaction."""
+    spec = importlib.util.find_spec("mmaction")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("mmaction2 is not installed (needed for the oracle)")
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "models" / "backbones" / "swin.py"
+        if path.is_file():
+            return path
+    raise ImportError(f"no models/backbones/swin.py under {list(spec.submodule_search_locations)}")
+
+
+@lru_cache(maxsize=None)
+def load_swin_module():
+    """mmaction2's swin.py as a standalone module (cached)."""
+    from mmengine.registry import Registry
+
+    path = swin_source_path()
+    stub = types.ModuleType("mmaction.registry")
+    stub.MODELS = Registry("oracle-models")
+    saved = sys.modules.get("mmaction.registry")
+    sys.modules["mmaction.registry"] = stub
+    try:
+        spec = importlib.util.spec_from_file_location("_oracle_mmaction_swin", path)
+        module = importlib.util.module_from_spec(spec)
+        with warnings.catch_warnings():     # mmcv's imports use deprecated torch.jit APIs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["mmaction.registry"]
+        else:
+            sys.modules["mmaction.registry"] = saved
+    return module
+
+
+class _Head(nn.Module):
+    """I3DHead at inference: mean over T, H, W (AdaptiveAvgPool3d), dropout, Linear."""
+
+    def __init__(self, in_features, num_classes, dropout=0.5):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool3d((1, 1, 1))
+        self.dropout = nn.Dropout(dropout)
+        self.fc_cls = nn.Linear(in_features, num_classes)
+
+    def forward(self, x_ncthw):
+        return self.fc_cls(self.dropout(self.avg_pool(x_ncthw).flatten(1)))
+
+
+class OracleModel(nn.Module):
+    """mmaction2 `SwinTransformer3D` (`backbone`) + I3D head (`cls_head`), eval mode."""
+
+    def __init__(self, backbone, num_classes, num_features):
+        super().__init__()
+        self.backbone = backbone
+        self.cls_head = _Head(num_features, num_classes) if num_classes is not None else None
+        self.num_stages = len(backbone.depths)
+        self.eval()
+
+    @property
+    def final_norm(self):
+        """Name of the backbone's final norm in mmaction2 1.x (`norm3` for 4 stages)."""
+        return f"norm{self.num_stages - 1}"
+
+    def forward(self, x_ncthw):
+        """(B, C, T, H, W) -> (features NCTHW, logits or None)."""
+        features = self.backbone(x_ncthw)
+        logits = self.cls_head(features) if self.cls_head is not None else None
+        return features, logits
+
+
+def make_oracle(embed_dim, depths, num_heads, patch_size=(2, 4, 4), window_size=(8, 7, 7),
+                num_classes=400, seed=0, mlp_ratio=4.0, qkv_bias=True, patch_norm=True,
+                qk_scale=None, in_channels=3, randomize=True):
+    """The real mmaction2 model with every parameter randomised (seeded), float32, eval mode."""
+    swin = load_swin_module()
+    with warnings.catch_warnings():     # its torch.meshgrid call lacks `indexing=`
+        warnings.filterwarnings("ignore", message=".*meshgrid.*", category=UserWarning)
+        backbone = swin.SwinTransformer3D(
+            arch=dict(embed_dims=embed_dim, depths=list(depths), num_heads=list(num_heads)),
+            pretrained=None, pretrained2d=False, patch_size=tuple(patch_size),
+            in_channels=in_channels, window_size=tuple(window_size), mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias, qk_scale=qk_scale, drop_path_rate=0.0, patch_norm=patch_norm,
+            out_indices=(len(depths) - 1,))
+    oracle = OracleModel(backbone, num_classes, embed_dim * 2 ** (len(depths) - 1)).float()
+    if randomize:
+        randomize_(oracle, seed)
+    return oracle.eval()
+
+
+def _to_ncthw(clips, channels_last):
+    x = torch.as_tensor(np.asarray(clips, dtype=np.float32))
+    if x.ndim != 5:
+        raise ValueError(f"clips must be 5-D (B, T, H, W, C) or (B, C, T, H, W), got {tuple(x.shape)}")
+    return x.permute(0, 4, 1, 2, 3).contiguous() if channels_last else x
+
+
+def oracle_outputs(oracle, clips, channels_last=True):
+    """(features (B, T', H', W', C) numpy, logits (B, classes) numpy or None)."""
+    with torch.no_grad():
+        features, logits = oracle(_to_ncthw(clips, channels_last))
+    features = features.permute(0, 2, 3, 4, 1).numpy()
+    return features, (logits.numpy() if logits is not None else None)
+
+
+def oracle_logits(oracle, clips, channels_last=True):
+    """Logits (B, classes) as numpy; `clips` are (B, T, H, W, C), or NCTHW with channels_last=False."""
+    return oracle_outputs(oracle, clips, channels_last)[1]
+
+
+def oracle_features(oracle, clips, channels_last=True):
+    """Backbone features, channels-last numpy (B, T', H', W', C)."""
+    return oracle_outputs(oracle, clips, channels_last)[0]
+
+
+def _export(oracle, rename):
+    out = OrderedDict()
+    for key, value in oracle.state_dict().items():
+        new = rename(key)
+        if new is not None:
+            out[new] = value.detach().clone().contiguous()
+    return out
+
+
+def mmaction_state_dict(oracle):
+    """mmaction2 1.x layout: `backbone.*` with final norm `backbone.norm{n-1}`, `cls_head.fc_cls`."""
+    return _export(oracle, lambda k: k)
+
+
+def official_state_dict(oracle):
+    """Official 0.x layout: as mmaction2 1.x but the final norm is `backbone.norm`."""
+    prefix = f"backbone.{oracle.final_norm}."
+    return _export(oracle, lambda k: "backbone.norm." + k[len(prefix):]
+                   if k.startswith(prefix) else k)
+
+
+def torchvision_state_dict(oracle):
+    """torchvision swin3d layout (bare keys, `features.{2i}.{j}`, `mlp.0/3`, `norm`, `head`).
+
+    torchvision keeps the 3-D `relative_position_index` unflattened, (N, N), as the official.
+    """
+    prefix = f"backbone.{oracle.final_norm}."
+
+    def rename(key):
+        if key.startswith(prefix):
+            return "norm." + key[len(prefix):]
+        if key.startswith("cls_head.fc_cls."):
+            return "head." + key[len("cls_head.fc_cls."):]
+        key = key[len("backbone."):]
+        if key.startswith("patch_embed."):
+            return key
+        parts = key.split(".")                     # layers.i.blocks.j.rest / layers.i.downsample.rest
+        stage = int(parts[1])
+        if parts[2] == "downsample":
+            return ".".join(["features", str(2 * stage + 1)] + parts[3:])
+        rest = ".".join(parts[4:]).replace("mlp.fc1.", "mlp.0.").replace("mlp.fc2.", "mlp.3.")
+        return f"features.{2 * stage}.{parts[3]}.{rest}"
+
+    return _export(oracle, rename)
+
+
+def save_checkpoint(state_dict, path, wrapper="official"):
+    """torch.save a state dict as an official 0.x, mmaction2 1.x or bare checkpoint."""
+    if wrapper == "bare":
+        obj = state_dict
+    elif wrapper == "official":
+        obj = {"meta": {"epoch": 30, "iter": 0, "mmcv_version": "1.3.1"},
+               "state_dict": state_dict}
+    elif wrapper == "mmaction":
+        obj = {"meta": {"epoch": 30, "iter": 0, "mmengine_version": "0.10.7",
+                        "dataset_meta": None},
+               "state_dict": state_dict}
+    else:
+        raise ValueError(f"wrapper must be 'official', 'mmaction' or 'bare', got {wrapper!r}")
+    torch.save(obj, path)
+    return path
