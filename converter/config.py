@@ -126,7 +126,8 @@ def _read(path):
         raise ConfigError(path, "_base_",
                           f"a base file it inherits does not exist: {e.filename}") from e
     except Exception as e:  # mmengine raises many kinds; all mean "cannot evaluate the file"
-        raise ConfigError(path, None, f"mmengine cannot evaluate it: {type(e).__name__}: {e}") from e
+        raise ConfigError(path, None,
+                          f"mmengine cannot evaluate it: {type(e).__name__}: {e}") from e
 
 
 def _find_syntax_error(path, seen=None):
@@ -165,7 +166,8 @@ def _type_name(value):
 def _backbone(backbone, err):
     """ModelSpec's backbone fields, plus the config's dialect ('official' or 'mmaction2')."""
     if not isinstance(backbone, dict):
-        raise err("model.backbone", f"expected a SwinTransformer3D backbone dict, found {backbone!r}")
+        raise err("model.backbone",
+                  f"expected a SwinTransformer3D backbone dict, found {backbone!r}")
     if _type_name(backbone.get("type")) != "SwinTransformer3D":
         raise err("model.backbone.type",
                   f"expected a SwinTransformer3D backbone, found {backbone.get('type')!r}")
@@ -224,7 +226,7 @@ def _check_mmaction2_options(backbone, err):
         raise err("model.backbone.norm_cfg", f"only LN is supported, found {norm!r}")
     if backbone.get("out_after_downsample", False):
         raise err("model.backbone.out_after_downsample",
-                  "True is not supported: the classifier reads the last stage before any downsample")
+                  "True is not supported: the classifier reads the last stage, not downsampled")
 
 
 def _official_arch(backbone):
@@ -359,18 +361,27 @@ def _pipeline(cfg, model, average_clips, err):
     out = {"average_clips": average_clips}
     pre = model.get("data_preprocessor") or {}
     if "mean" in pre and "std" in pre:
-        out.update(mean=tuple(float(v) for v in pre["mean"]),
-                   std=tuple(float(v) for v in pre["std"]))
+        out.update(mean=_floats(pre["mean"], "model.data_preprocessor.mean", err),
+                   std=_floats(pre["std"], "model.data_preprocessor.std", err))
     for i, step in enumerate(steps or []):
+        if not isinstance(step, dict):
+            continue
         kind, at = _type_name(step.get("type")), f"{key}.{i}"
+
+        def count(name, default=None):
+            value = step.get(name, default)
+            if not isinstance(value, int) or value < 1:
+                raise err(f"{at}.{name}", f"expected a positive int, found {value!r}")
+            return value
+
         if kind == "SampleFrames":
             uniform = bool(step.get("frame_uniform", False))
             # The uniform sampler takes one frame per segment: no frame interval.
-            out.update(clip_len=int(step["clip_len"]), num_clips=int(step.get("num_clips", 1)),
-                       frame_interval=1 if uniform else int(step.get("frame_interval", 1)),
+            out.update(clip_len=count("clip_len"), num_clips=count("num_clips", 1),
+                       frame_interval=1 if uniform else count("frame_interval", 1),
                        uniform_sampling=uniform)
         elif kind == "UniformSample":
-            out.update(clip_len=int(step["clip_len"]), num_clips=int(step.get("num_clips", 1)),
+            out.update(clip_len=count("clip_len"), num_clips=count("num_clips", 1),
                        frame_interval=1, uniform_sampling=True)
         elif kind and "Sample" in kind:
             raise err(f"{at}.type", f"sampler {kind!r} is not supported; expected "
@@ -381,9 +392,19 @@ def _pipeline(cfg, model, average_clips, err):
             out.update(crop_size=_square(step.get("crop_size"), f"{at}.crop_size", err),
                        num_crops=_CROPS[kind])
         elif kind == "Normalize" and "mean" not in pre:  # 0.x: statistics in the pipeline
-            out.update(mean=tuple(float(v) for v in step["mean"]),
-                       std=tuple(float(v) for v in step["std"]))
+            out.update(mean=_floats(step.get("mean"), f"{at}.mean", err),
+                       std=_floats(step.get("std"), f"{at}.std", err))
     return TestPipeline(**out)
+
+
+def _floats(values, key, err):
+    try:
+        result = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        result = ()
+    if len(result) != 3:
+        raise err(key, f"expected 3 numbers (R, G, B), found {values!r}")
+    return result
 
 
 def _short_side(scale, key, err):

@@ -171,15 +171,17 @@ def markdown(report, title=None):
               f"{'x'.join(map(str, clips['shape']))} (seed {clips['seed']}); tolerance "
               f"{report['tolerance']['max_abs']:g} max |diff|, float32.", ""]
     bf16 = any("bf16_max_abs_logits" in b for b in report["backends"].values())
-    head = "| backend | max abs logits | max abs features | top-1 agree | top-5 agree |"
-    rule = "|---|---|---|---|---|"
+    head = ("| backend | max abs logits | max abs features | top-1 agree | top-5 agree "
+            "| .weights.h5 == .keras |")
+    rule = "|---|---|---|---|---|---|"
     if bf16:
         head, rule = head + " bf16 max abs logits |", rule + "---|"
     lines += [head + " result |", rule + "---|"]
     for backend, row in report["backends"].items():
         cells = [backend, _fmt(row["max_abs_logits"]), _fmt(row["max_abs_features"]),
                  "n/a" if row["top1_agreement"] is None else f"{row['top1_agreement']:.0%}",
-                 "n/a" if row["top5_agreement"] is None else f"{row['top5_agreement']:.0%}"]
+                 "n/a" if row["top5_agreement"] is None else f"{row['top5_agreement']:.0%}",
+                 "yes" if row.get("weights_h5_identical") else "NO"]
         if bf16:
             cells.append(_fmt(row.get("bf16_max_abs_logits")))
         cells.append("pass" if row["passed"] else "FAIL")

@@ -278,9 +278,12 @@ class VideoSwinReference(nn.Module):
         self.eval()
 
     @classmethod
-    def from_spec(cls, spec):
-        """Build from a `converter.spec.ModelSpec` (or a mapping of its fields)."""
-        return cls(**spec_kwargs(spec))
+    def from_spec(cls, spec, **overrides):
+        """Build from a `converter.spec.ModelSpec` (or a mapping of its fields).
+
+        `overrides` replace spec fields, e.g. `num_classes=None` for the backbone alone.
+        """
+        return cls(**{**spec_kwargs(spec), **overrides})
 
     def load_canonical(self, state_dict):
         """Load a canonical official-layout state dict strictly; returns self.

@@ -5,24 +5,35 @@ module is imported by file path, with a stand-in for the registry decorator it u
 """
 
 import functools
+import importlib.metadata
 import importlib.util
+import os
 import sys
 import types
 
 
+def source_path():
+    """Path of mmaction2's swin.py, or None when mmaction2 is not installed."""
+    try:
+        path = importlib.metadata.distribution("mmaction2").locate_file(
+            "mmaction/models/backbones/swin.py")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return str(path) if os.path.exists(path) else None
+
+
 def available():
     """True when mmaction2 and what its swin.py imports (mmcv, mmengine, einops) exist."""
-    return all(importlib.util.find_spec(n) is not None
-               for n in ("mmaction", "mmcv", "mmengine", "einops"))
+    return source_path() is not None and all(
+        importlib.util.find_spec(n) is not None for n in ("mmcv", "mmengine", "einops"))
 
 
 @functools.lru_cache(maxsize=None)
 def swin_module():
     """The module object of `mmaction/models/backbones/swin.py`."""
-    spec = importlib.util.find_spec("mmaction")
-    if spec is None or not spec.submodule_search_locations:
+    path = source_path()
+    if path is None:
         raise ImportError("mmaction2 is not installed")
-    path = f"{list(spec.submodule_search_locations)[0]}/models/backbones/swin.py"
     if "mmaction.registry" not in sys.modules:
         registry = types.ModuleType("mmaction.registry")
 

@@ -276,6 +276,9 @@ def read_clips(path, clip_len=32, frame_interval=2, num_clips=4, uniform_samplin
         if not wanted <= frames.keys():
             frames, _ = _decode_selected(av, path, wanted, transform)
     order = sorted(frames)
+    shapes = {frames[i].shape for i in order}
+    if len(shapes) > 1:
+        raise VideoReadError(f"{path}: the frame size changes within the video {sorted(shapes)}")
     stack = np.stack([frames[i] for i in order])
     position = np.searchsorted(order, inds)
     return stack[position], inds

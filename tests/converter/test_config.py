@@ -12,7 +12,8 @@ from converter.config import CONFIG_ROOT, ConfigError, list_configs, load_spec
 
 pytestmark = pytest.mark.backend_independent
 
-FIXTURES_0X = Path(__file__).parent / "fixtures" / "upstream_0x" / "configs" / "recognition" / "swin"
+FIXTURES_0X = (Path(__file__).parent / "fixtures" / "upstream_0x" / "configs" / "recognition"
+               / "swin")
 MMACTION_SPEC = importlib.util.find_spec("mmaction")
 WHEEL_SWIN = (Path(MMACTION_SPEC.submodule_search_locations[0]) / ".mim" / "configs"
               / "recognition" / "swin") if MMACTION_SPEC else None
@@ -27,33 +28,47 @@ SSV2_VIEWS = dict(clip_len=32, frame_interval=1, num_clips=1, uniform_sampling=T
 # name: arch, embed, window, classes, drop_path, origin, dataset, pretrain, top1, top5, views
 EXPECTED = {
     "swin_tiny_patch244_window877_kinetics400_1k":
-        ("tiny", 96, (8, 7, 7), 400, 0.1, "official", "kinetics400", "ImageNet-1K", 78.8, 93.6, "32x4x3"),
+        ("tiny", 96, (8, 7, 7), 400, 0.1,
+         "official", "kinetics400", "ImageNet-1K", 78.8, 93.6, "32x4x3"),
     "swin_small_patch244_window877_kinetics400_1k":
-        ("small", 96, (8, 7, 7), 400, 0.1, "official", "kinetics400", "ImageNet-1K", 80.6, 94.5, "32x4x3"),
+        ("small", 96, (8, 7, 7), 400, 0.1,
+         "official", "kinetics400", "ImageNet-1K", 80.6, 94.5, "32x4x3"),
     "swin_base_patch244_window877_kinetics400_1k":
-        ("base", 128, (8, 7, 7), 400, 0.3, "official", "kinetics400", "ImageNet-1K", 80.6, 94.6, "32x4x3"),
+        ("base", 128, (8, 7, 7), 400, 0.3,
+         "official", "kinetics400", "ImageNet-1K", 80.6, 94.6, "32x4x3"),
     "swin_base_patch244_window877_kinetics400_22k":
-        ("base", 128, (8, 7, 7), 400, 0.2, "official", "kinetics400", "ImageNet-22K", 82.7, 95.5, "32x4x3"),
+        ("base", 128, (8, 7, 7), 400, 0.2,
+         "official", "kinetics400", "ImageNet-22K", 82.7, 95.5, "32x4x3"),
     "swin_base_patch244_window877_kinetics600_22k":
-        ("base", 128, (8, 7, 7), 600, 0.2, "official", "kinetics600", "ImageNet-22K", 84.0, 96.5, "32x4x3"),
+        ("base", 128, (8, 7, 7), 600, 0.2,
+         "official", "kinetics600", "ImageNet-22K", 84.0, 96.5, "32x4x3"),
     "swin_base_patch244_window1677_sthv2":
-        ("base", 128, (16, 7, 7), 174, 0.4, "official", "sthv2", "Kinetics-400", 69.6, 92.7, "32x1x3"),
+        ("base", 128, (16, 7, 7), 174, 0.4,
+         "official", "sthv2", "Kinetics-400", 69.6, 92.7, "32x1x3"),
     "swin_base_patch244_window1677_kinetics400_22k":
-        ("base", 128, (16, 7, 7), 400, 0.2, "official", "kinetics400", "ImageNet-22K", None, None, None),
+        ("base", 128, (16, 7, 7), 400, 0.2,
+         "official", "kinetics400", "ImageNet-22K", None, None, None),
     "swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb":
-        ("tiny", 96, (8, 7, 7), 400, 0.1, "mmaction2", "kinetics400", "ImageNet-1K", 78.90, 93.77, "32x4x3"),
+        ("tiny", 96, (8, 7, 7), 400, 0.1,
+         "mmaction2", "kinetics400", "ImageNet-1K", 78.9, 93.77, "32x4x3"),
     "swin-small-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb":
-        ("small", 96, (8, 7, 7), 400, 0.2, "mmaction2", "kinetics400", "ImageNet-1K", 80.54, 94.46, "32x4x3"),
+        ("small", 96, (8, 7, 7), 400, 0.2,
+         "mmaction2", "kinetics400", "ImageNet-1K", 80.54, 94.46, "32x4x3"),
     "swin-base-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb":
-        ("base", 128, (8, 7, 7), 400, 0.3, "mmaction2", "kinetics400", "ImageNet-1K", 80.57, 94.49, "32x4x3"),
+        ("base", 128, (8, 7, 7), 400, 0.3,
+         "mmaction2", "kinetics400", "ImageNet-1K", 80.57, 94.49, "32x4x3"),
     "swin-large-p244-w877_in22k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb":
-        ("large", 192, (8, 7, 7), 400, 0.4, "mmaction2", "kinetics400", "ImageNet-22K", 83.46, 95.91, "32x4x3"),
+        ("large", 192, (8, 7, 7), 400, 0.4,
+         "mmaction2", "kinetics400", "ImageNet-22K", 83.46, 95.91, "32x4x3"),
     "swin-large-p244-w877_in22k-pre_16xb8-amp-32x2x1-30e_kinetics700-rgb":
-        ("large", 192, (8, 7, 7), 700, 0.4, "mmaction2", "kinetics700", "ImageNet-22K", 75.92, 92.72, "32x4x3"),
+        ("large", 192, (8, 7, 7), 700, 0.4,
+         "mmaction2", "kinetics700", "ImageNet-22K", 75.92, 92.72, "32x4x3"),
     "swin-small-p244-w877_in1k-pre_32xb4-amp-32x2x1-30e_kinetics710-rgb":
-        ("small", 96, (8, 7, 7), 710, 0.2, "mmaction2", "kinetics710", "ImageNet-1K", 76.90, 92.96, "32x4x3"),
+        ("small", 96, (8, 7, 7), 710, 0.2,
+         "mmaction2", "kinetics710", "ImageNet-1K", 76.9, 92.96, "32x4x3"),
 }
-DEPTHS = {"tiny": (2, 2, 6, 2), "small": (2, 2, 18, 2), "base": (2, 2, 18, 2), "large": (2, 2, 18, 2)}
+DEPTHS = {"tiny": (2, 2, 6, 2), "small": (2, 2, 18, 2), "base": (2, 2, 18, 2),
+          "large": (2, 2, 18, 2)}
 HEADS = {"tiny": (3, 6, 12, 24), "small": (3, 6, 12, 24), "base": (4, 8, 16, 32),
          "large": (6, 12, 24, 48)}
 
@@ -63,6 +78,15 @@ def write(tmp_path, name, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
     return path
+
+
+SWIN = "model = dict(backbone=dict(type='SwinTransformer3D'))\n"
+
+
+def swin(**backbone):
+    """A config text with a SwinTransformer3D backbone holding `backbone`'s options."""
+    options = "".join(f", {k}={v!r}" for k, v in backbone.items())
+    return f"model = dict(backbone=dict(type='SwinTransformer3D'{options}))\n"
 
 
 # -- our configs ---------------------------------------------------------------------------
@@ -85,7 +109,8 @@ def test_our_config(name):
         arch, embed, DEPTHS[arch], HEADS[arch])
     assert (spec.patch_size, spec.window_size, spec.num_classes) == ((2, 4, 4), window, classes)
     assert spec.drop_path_rate == pytest.approx(dpr)
-    assert (spec.mlp_ratio, spec.qkv_bias, spec.qk_scale, spec.patch_norm) == (4.0, True, None, True)
+    assert (spec.mlp_ratio, spec.qkv_bias, spec.qk_scale, spec.patch_norm) == (
+        4.0, True, None, True)
     assert (spec.in_channels, spec.head_dropout) == (3, 0.5)
     assert (spec.origin, spec.dataset, spec.pretrain) == (origin, dataset, pretrain)
 
@@ -168,7 +193,8 @@ def test_our_mmaction2_configs_match_upstream(name):
 
 @needs_wheel
 def test_wheel_large_k700_numbers():
-    spec = load_spec(WHEEL_SWIN / "swin-large-p244-w877_in22k-pre_16xb8-amp-32x2x1-30e_kinetics700-rgb.py")
+    spec = load_spec(
+        WHEEL_SWIN / "swin-large-p244-w877_in22k-pre_16xb8-amp-32x2x1-30e_kinetics700-rgb.py")
     assert (spec.embed_dim, spec.num_heads, spec.num_classes) == (192, (6, 12, 24, 48), 700)
     assert spec.drop_path_rate == pytest.approx(0.4)
     assert (spec.dataset, spec.pretrain) == ("kinetics700", "ImageNet-22K")
@@ -234,7 +260,7 @@ def test_official_0x_fixture(name, arch, window, classes, dpr, views):
 
 
 def test_official_0x_class_defaults_fill_missing_keys(tmp_path):
-    spec = load_spec(write(tmp_path, "bare.py", "model = dict(backbone=dict(type='SwinTransformer3D'))\n"))
+    spec = load_spec(write(tmp_path, "bare.py", SWIN))
     assert (spec.embed_dim, spec.depths, spec.num_heads) == (96, (2, 2, 6, 2), (3, 6, 12, 24))
     assert (spec.patch_size, spec.window_size, spec.patch_norm) == ((4, 4, 4), (2, 7, 7), False)
     assert spec.drop_path_rate == pytest.approx(0.2)
@@ -252,7 +278,8 @@ def test_0x_test_cfg_average_clips_and_load_from(tmp_path):
         load_from = 'https://example.org/weights/x.pth'
         """))
     assert spec.pipeline.average_clips == "score" and spec.in_channels == 1
-    assert (spec.checkpoint.url, spec.checkpoint.filename) == ("https://example.org/weights/x.pth", "x.pth")
+    assert spec.checkpoint.url == "https://example.org/weights/x.pth"
+    assert spec.checkpoint.filename == "x.pth"
     assert (spec.dataset, spec.pretrain) == ("kinetics600", "ImageNet-22K")
 
 
@@ -295,42 +322,34 @@ def test_error_missing_base(tmp_path):
 
 
 ERROR_CASES = [  # (config text, key at fault, words the message must hold)
-    ('x = 1\n',
-     'model', ('SwinTransformer3D',)),
-    ("model = dict(type='Recognizer3D')\n",
-     'model.backbone', ('SwinTransformer3D',)),
-    ("model = dict(backbone=dict(type='ResNet3d', depth=50))\n",
-     'model.backbone.type', ('ResNet3d',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', arch='huge'))\n",
-     'model.backbone.arch', ("'huge'", 'base, large, small, tiny')),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', arch=dict(embed_dims=96)))\n",
-     'model.backbone.arch', ('embed_dims, depths and num_heads',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', window_sise=(8, 7, 7)))\n",
-     'model.backbone.window_sise', ('did you mean window_size?',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', arch='tiny', embed_dim=96))\n",
-     'model.backbone', ('one style',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', window_size=(8, 7)))\n",
-     'model.backbone.window_size', ('(8, 7)',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', drop_path_rate='high'))\n",
-     'model.backbone.drop_path_rate', ("'high'",)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', embed_dim=96, num_heads=[5, 6, 12, 24]))\n",
-     'model.backbone.num_heads', ('stage 0',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D', arch='tiny', out_indices=(0, 3)))\n",
-     'model.backbone.out_indices', ('last stage',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'),\n             cls_head=dict(type='I3DHead', in_channels=1024, num_classes=400))\n",
-     'model.cls_head.in_channels', ('768',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'), cls_head=dict(type='TSNHead'))\n",
-     'model.cls_head.type', ('I3DHead',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'), cls_head=dict(type='I3DHead'))\n",
-     'model.cls_head.num_classes', ('positive int',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'))\norigin = 'timm'\n",
-     'origin', ("'timm'",)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'))\nmetrics = dict(top1=1, acc=2)\n",
-     'metrics', ('top1',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'))\ntest_pipeline = [dict(type='DenseSampleFrames', clip_len=32)]\n",
-     'test_pipeline.0.type', ('DenseSampleFrames',)),
-    ("model = dict(backbone=dict(type='SwinTransformer3D'))\ntest_pipeline = [dict(type='ThreeCrop', crop_size=(224, 160))]\n",
-     'test_pipeline.0.crop_size', ('square',)),
+    ("x = 1\n", "model", ("SwinTransformer3D",)),
+    ("model = dict(type='Recognizer3D')\n", "model.backbone", ("SwinTransformer3D",)),
+    ("model = dict(backbone=dict(type='ResNet3d', depth=50))\n", "model.backbone.type",
+     ("ResNet3d",)),
+    (swin(arch="huge"), "model.backbone.arch", ("'huge'", "base, large, small, tiny")),
+    (swin(arch=dict(embed_dims=96)), "model.backbone.arch", ("embed_dims, depths and num_heads",)),
+    (swin(window_sise=(8, 7, 7)), "model.backbone.window_sise", ("did you mean window_size?",)),
+    (swin(arch="tiny", embed_dim=96), "model.backbone", ("one style",)),
+    (swin(window_size=(8, 7)), "model.backbone.window_size", ("(8, 7)",)),
+    (swin(drop_path_rate="high"), "model.backbone.drop_path_rate", ("'high'",)),
+    (swin(embed_dim=96, num_heads=[5, 6, 12, 24]), "model.backbone.num_heads", ("stage 0",)),
+    (swin(arch="tiny", out_indices=(0, 3)), "model.backbone.out_indices", ("last stage",)),
+    (SWIN.replace("))", "), cls_head=dict(type='I3DHead', in_channels=1024, num_classes=4))"),
+     "model.cls_head.in_channels", ("768",)),
+    (SWIN.replace("))", "), cls_head=dict(type='TSNHead'))"), "model.cls_head.type",
+     ("I3DHead",)),
+    (SWIN.replace("))", "), cls_head=dict(type='I3DHead'))"), "model.cls_head.num_classes",
+     ("positive int",)),
+    (SWIN + "origin = 'timm'\n", "origin", ("'timm'",)),
+    (SWIN + "metrics = dict(top1=1, acc=2)\n", "metrics", ("top1",)),
+    (SWIN + "test_pipeline = [dict(type='DenseSampleFrames', clip_len=32)]\n",
+     "test_pipeline.0.type", ("DenseSampleFrames",)),
+    (SWIN + "test_pipeline = [dict(type='ThreeCrop', crop_size=(224, 160))]\n",
+     "test_pipeline.0.crop_size", ("square",)),
+    (SWIN + "test_pipeline = [dict(type='SampleFrames', num_clips=4)]\n",
+     "test_pipeline.0.clip_len", ("positive int", "None")),
+    (SWIN + "test_pipeline = [dict(type='Normalize', mean=[1, 2], std=[1, 1, 1])]\n",
+     "test_pipeline.0.mean", ("3 numbers",)),
 ]
 
 

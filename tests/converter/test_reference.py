@@ -89,7 +89,7 @@ def test_oracle_weights_are_random_distinct_and_realistic():
     for name, p in params.items():
         assert p.dtype == torch.float32, name
         assert float(p.detach().std()) > 1e-3, f"{name} looks constant"
-    firsts = [float(p.flatten()[0]) for p in params.values()]
+    firsts = [float(p.detach().flatten()[0]) for p in params.values()]
     assert len(set(firsts)) == len(firsts)
     logits = oracle.oracle_logits(model, _clip((4, 32, 32), batch=2))
     assert np.isfinite(logits).all()
@@ -187,6 +187,9 @@ def test_backbone_only_spec_has_no_head():
     with torch.no_grad():
         out = model(torch.from_numpy(_clip((4, 32, 32), batch=1)))
     assert tuple(out.shape) == (1, 2, 1, 1, 128)
+    headed = ModelSpec(name="h", path="h.py", **TINY, window_size=(2, 3, 3), num_classes=5)
+    trimmed = VideoSwinReference.from_spec(headed, num_classes=None)
+    assert list(trimmed.state_dict()) == list(sd)
 
 
 def test_random_checkpoint_loads_safely(tmp_path):

@@ -1,0 +1,236 @@
+"""`videoswin-predict`: the top-k classes of video files under the official test protocol.
+
+Entry point `converter.predict:main`. Keras is imported only after the backend is chosen.
+"""
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from converter.backend import select_backend
+
+ORIGINS = ("official", "mmaction2")     # = videoswin.video.ORIGINS (not imported: it loads keras)
+MANIFEST = "manifest.json"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("videos", nargs=-1, required=True, metavar="VIDEO...")
+@click.option("--model", "model_ref", required=True, metavar="PATH_OR_PRESET",
+              help="A classifier .keras file, a videoswin-convert output directory (holding "
+                   "<name>.keras and manifest.json), or a preset name.")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many classes to print per video.")
+@click.option("--views", metavar="CLIPSxCROPS",
+              help="Test views, e.g. 4x3 (Kinetics) or 1x3 (SSv2); crops are 1 or 3. "
+                   "Default: the manifest's pipeline, else the dataset's official one.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False),
+              help="Class names, one per line in class-index order ('#' lines skipped), or a "
+                   "JSON list / {index: name} object. Needed for maps videoswin lacks "
+                   "(Kinetics-600, Kinetics-710).")
+@click.option("--dataset", metavar="NAME",
+              help="Label map and test pipeline: kinetics400, kinetics600, kinetics700, "
+                   "kinetics710, sthv2. Default: the manifest's, else guessed from the class "
+                   "count.")
+@click.option("--origin", type=click.Choice(ORIGINS),
+              help="Clip sampling rule: 'official' (Video Swin repository, the published "
+                   "numbers) or 'mmaction2' (1.x). Default: the manifest's, else official.")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Views per forward pass.")
+def main(videos, model_ref, top_k, views, as_json, labels_file, dataset, origin, batch_size):
+    """Print the top-k classes of each VIDEO with their probabilities.
+
+    Each video is decoded, sampled into clips x crops views, normalised as in the official
+    test pipeline; softmax per view, probabilities averaged.
+
+    Example: videoswin-predict clip.mp4 --model converted/swin_tiny_patch244_window877_kinetics400_1k
+    """
+    select_backend()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from videoswin import labels as label_maps
+    from videoswin import video
+
+    model, manifest, source = _load_model(model_ref)
+    num_classes = _num_classes(model, source)
+
+    dataset = dataset or _manifest_field(manifest, "dataset") or \
+        label_maps.dataset_for_num_classes(num_classes)
+    if dataset is not None:
+        try:
+            dataset = label_maps.canonical_dataset(dataset)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--dataset") from None
+    names = _labels(label_maps, labels_file, dataset, num_classes)
+
+    pipeline = video.default_pipeline(dataset)
+    manifest_pipeline = _manifest_field(manifest, "pipeline") or {}
+    pipeline.update({k: v for k, v in manifest_pipeline.items() if k in video.PIPELINE_KEYS})
+    if views:
+        pipeline["num_clips"], pipeline["num_crops"] = _parse_views(views)
+    average = manifest_pipeline.get("average_clips") or "prob"
+    origin = origin or _manifest_field(manifest, "origin") or "official"
+    if origin not in ORIGINS:
+        raise click.ClickException(f"{source}: manifest origin {origin!r} is not one of "
+                                   f"{ORIGINS}")
+
+    results, failed = [], 0
+    for number, path in enumerate(videos, 1):
+        if len(videos) > 1:
+            click.echo(f"[{number}/{len(videos)}] {path}", err=True)
+        try:
+            probs = video.video_probabilities(model, path, batch_size=batch_size, origin=origin,
+                                              average_clips=average, **pipeline)
+        except video.VideoReadError as err:
+            failed += 1
+            click.echo(f"error: {err}", err=True)
+            results.append({"video": path, "error": str(err)})
+            continue
+        except (ImportError, ValueError) as err:
+            raise click.ClickException(str(err)) from None
+        ranked = video.top_classes(probs, None, min(top_k, num_classes))
+        results.append({"video": path, "predictions": [
+            {"index": index, "label": names[index] if names else None, "probability": round(p, 6)}
+            for index, p in ranked]})
+        if not as_json:
+            _print_text(results[-1])
+    if as_json:
+        click.echo(json.dumps({"model": source, "dataset": dataset, "origin": origin,
+                               "views": f"{pipeline['num_clips']}x{pipeline['num_crops']}",
+                               "results": results}, indent=2))
+    if failed:
+        click.echo(f"{failed} of {len(videos)} video(s) could not be read", err=True)
+        sys.exit(1)
+
+
+def _print_text(result):
+    click.echo(result["video"])
+    for item in result["predictions"]:
+        label = item["label"] if item["label"] is not None else f"class {item['index']}"
+        click.echo(f"  {item['probability']:.4f}  {label}")
+
+
+def _parse_views(text):
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match[1]) < 1 or int(match[2]) not in (1, 3):
+        raise click.BadParameter(f"{text!r}: expected CLIPSxCROPS with crops 1 or 3, e.g. 4x3",
+                                 param_hint="--views")
+    return int(match[1]), int(match[2])
+
+
+def _labels(label_maps, labels_file, dataset, num_classes):
+    if labels_file:
+        try:
+            names = label_maps.read_label_file(labels_file)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--labels") from None
+        source = labels_file
+    elif dataset is not None and label_maps.has_labels(dataset):
+        names, source = label_maps.load_labels(dataset), f"the {dataset} label map"
+    else:
+        what = f"{dataset} has no label map in videoswin" if dataset else \
+            f"no known dataset has {num_classes} classes"
+        click.echo(f"note: {what}; printing class indices (pass --labels FILE for names)",
+                   err=True)
+        return None
+    if len(names) != num_classes:
+        raise click.ClickException(f"{source} has {len(names)} names but the model has "
+                                   f"{num_classes} classes")
+    return names
+
+
+def _load_model(ref):
+    """(model, manifest or None, description) for a .keras file, a directory or a preset."""
+    import keras
+
+    import videoswin  # noqa: F401  (registers the classes .keras files name)
+
+    path = Path(ref)
+    if path.is_dir():
+        manifest = _read_manifest(path / MANIFEST)
+        path = _keras_file_in(path, manifest)
+    elif path.is_file():
+        if path.suffix != ".keras":
+            raise click.BadParameter(f"{ref}: expected a .keras file, a conversion output "
+                                     "directory or a preset name", param_hint="--model")
+        manifest = _read_manifest(path.parent / MANIFEST)
+    elif path.suffix == ".keras" or os.sep in ref:
+        raise click.BadParameter(f"{ref}: no such file or directory", param_hint="--model")
+    else:
+        return _load_preset(ref), None, ref
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as err:  # Keras raises many types for a bad archive
+        raise click.ClickException(f"{path}: cannot be loaded as a Keras model ({err})") from None
+    return model, manifest, str(path)
+
+
+def _load_preset(name):
+    from videoswin import VideoSwinClassifier
+
+    loader = getattr(VideoSwinClassifier, "from_preset", None)
+    if loader is None:
+        raise click.ClickException(f"{name}: not a file or directory, and this videoswin "
+                                   "cannot load presets; pass a .keras file or a directory")
+    try:
+        return loader(name)
+    except ModuleNotFoundError as err:
+        if err.name == "videoswin.hub":
+            raise click.ClickException(
+                f"{name}: not a file or directory, and preset loading (videoswin.hub) is not "
+                "available in this install; pass a .keras file or a directory") from None
+        raise
+
+
+def _read_manifest(path):
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise click.ClickException(f"{path}: not a readable JSON manifest ({err})") from None
+    if not isinstance(manifest, dict):
+        raise click.ClickException(f"{path}: a manifest must be a JSON object")
+    return manifest
+
+
+def _manifest_field(manifest, key):
+    """`key` at the manifest's top level, else under its `spec` or `config` object."""
+    if not manifest:
+        return None
+    for scope in (manifest, manifest.get("spec"), manifest.get("config")):
+        if isinstance(scope, dict) and scope.get(key) is not None:
+            return scope[key]
+    return None
+
+
+def _keras_file_in(directory, manifest):
+    config = _manifest_field(manifest, "name") if manifest else None
+    if isinstance(manifest, dict) and isinstance(manifest.get("config"), str):
+        config = Path(manifest["config"]).stem
+    if config and (directory / f"{config}.keras").is_file():
+        return directory / f"{config}.keras"
+    found = sorted(p for p in directory.glob("*.keras") if not p.stem.endswith("_backbone"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise click.BadParameter(f"{directory}: holds no classifier .keras file",
+                                 param_hint="--model")
+    raise click.BadParameter(f"{directory}: holds several .keras files "
+                             f"({', '.join(p.name for p in found)}); pass one of them",
+                             param_hint="--model")
+
+
+def _num_classes(model, source):
+    shape = model.output_shape
+    if not isinstance(shape, tuple) or len(shape) != 2:
+        raise click.ClickException(f"{source}: the model outputs {shape}, not class scores; "
+                                   "pass the classifier (not the backbone-only) .keras")
+    return int(shape[-1])
+
+
+if __name__ == "__main__":
+    main()

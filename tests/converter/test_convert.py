@@ -1,0 +1,216 @@
+"""End to end: oracle checkpoints on disk -> videoswin-convert -> artifacts equal to mmaction2.
+
+Each pytest pass converts on its own backend and runs parity on that backend.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import videoswin
+from converter import mapping, parity
+from converter.cli import convert
+from converter.config import load_spec
+from tests import oracle
+from tests.converter.support import write_config
+
+BACKEND = keras.backend.backend()
+CLIP = (5, 36, 44)     # odd: pads to patch and window multiples, clamps windows late
+
+
+def _oracle_checkpoint(tmp_path, window=(2, 3, 3), layout="official", head=True, seed=11):
+    model = oracle.make_oracle(16, (2, 2, 2, 2), (1, 2, 2, 4), window_size=window,
+                               num_classes=7, seed=seed)
+    exporter = {"official": oracle.official_state_dict, "mmaction": oracle.mmaction_state_dict,
+                "torchvision": oracle.torchvision_state_dict}[layout]
+    state = exporter(model)
+    if not head:
+        state = {k: v for k, v in state.items() if not k.startswith("cls_head.")}
+    path = oracle.save_checkpoint(state, tmp_path / f"{layout}.pth",
+                                  wrapper="bare" if layout == "torchvision" else layout)
+    config = write_config(tmp_path / "swin_test.py", window_size=window, head=head)
+    return model, str(path), config
+
+
+@pytest.mark.parametrize("layout,window", [("official", (2, 3, 3)), ("mmaction", (8, 7, 7)),
+                                           ("torchvision", (4, 3, 3))])
+def test_convert_matches_mmaction2(tmp_path, layout, window):
+    model, path, config = _oracle_checkpoint(tmp_path, window, layout)
+    out = tmp_path / "out"
+    manifest = convert(config, path, str(out), backends=[BACKEND], parity_clip=CLIP,
+                       quiet=True)
+    assert manifest["parity"]["status"] == "passed"
+    assert manifest["layout"] == {"mmaction": "mmaction2"}.get(layout, layout)
+    result = manifest["parity"]["backends"][BACKEND]
+    assert result["max_abs_logits"] < 1e-5 and result["max_abs_features"] < 1e-5
+    assert result["weights_h5_identical"]
+    assert sorted(os.listdir(out)) == sorted(
+        ["swin_test.weights.h5", "swin_test.keras", "swin_test_backbone.weights.h5",
+         "swin_test_backbone.keras", "swin_test.parity.json", "swin_test.parity.md",
+         "manifest.json"])
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["source_checkpoint"]["sha256"] == manifest["source_checkpoint"]["sha256"]
+    assert on_disk["params"] == sum(p.numel() for p in model.parameters())
+    assert on_disk["coverage"]["parameters_assigned"] == on_disk["params"]
+    for name, info in on_disk["artifacts"].items():
+        assert os.path.getsize(out / name) == info["size"]
+
+    # The emitted .keras, loaded here, gives the oracle's logits on a fresh odd clip.
+    clips = np.random.default_rng(5).standard_normal((1, 3, 32, 32, 3)).astype("float32")
+    loaded = keras.saving.load_model(out / "swin_test.keras")
+    got = keras.ops.convert_to_numpy(loaded(clips))
+    np.testing.assert_allclose(got, oracle.oracle_logits(model, clips), atol=1e-5)
+    assert np.std(got) > 0.5   # realistic logits, not a near-zero signal
+
+
+def test_backbone_only_checkpoint_writes_backbone_artifacts(tmp_path):
+    _, path, config = _oracle_checkpoint(tmp_path, head=False)
+    out = tmp_path / "out"
+    manifest = convert(config, path, str(out), backends=[BACKEND], parity_clip=CLIP,
+                       quiet=True)
+    assert not manifest["with_head"]
+    assert manifest["parity"]["status"] == "passed"
+    assert "swin_test.keras" not in os.listdir(out)
+    assert "swin_test_backbone.keras" in os.listdir(out)
+
+
+def _build(spec):
+    backbone = videoswin.VideoSwinBackbone(**spec.backbone_kwargs())
+    return videoswin.VideoSwinClassifier(backbone, spec.num_classes)
+
+
+def _swap_norms(rules):
+    out = []
+    for rule in rules:
+        if "(norm1|norm2)" in rule.source:
+            # norm1 <-> norm2: equal shapes, so only the oracle can tell.
+            rule = mapping.Rule(rule.source, rule.target.replace("{2}", "{swap}"), rule.layout)
+            rule = _Swapped(rule)
+        out.append(rule)
+    return tuple(out)
+
+
+class _Swapped(mapping.Rule):
+    def __init__(self, rule):
+        super().__init__(rule.source, rule.target, rule.layout)
+
+    def match(self, key):
+        import re
+
+        found = re.fullmatch(self.source, key)
+        if not found:
+            return None
+        i, j, norm = found.groups()
+        other = "norm2" if norm == "norm1" else "norm1"
+        return self.target.format(i, j, swap=other)
+
+
+@pytest.mark.parametrize("sabotage", ["norm1_norm2_swapped", "attn_proj_not_transposed"])
+def test_sabotaged_mapping_is_caught_by_the_oracle(tmp_path, sabotage):
+    model, path, config = _oracle_checkpoint(tmp_path)
+    spec = load_spec(config)
+    from converter import checkpoint as ckpt
+
+    state = ckpt.load(path).state
+    if sabotage == "norm1_norm2_swapped":
+        rules = _swap_norms(mapping.RULES)
+    else:
+        # proj is square (C x C): without the transpose every shape still checks out.
+        proj = mapping.Rule(r"backbone\.layers\.(\d+)\.blocks\.(\d+)\.attn\.proj\.weight",
+                            "layers_{0}/blocks_{1}/attn/proj/kernel", mapping.same)
+        rules = (proj,) + mapping.RULES
+    keras_model = _build(spec)
+    coverage = mapping.assign(keras_model, state, spec.window_size, rules=rules)
+    assert len(coverage.assigned) == 121        # the account alone cannot see it...
+    clips = parity.make_clips(2, CLIP, 0)
+    got = keras.ops.convert_to_numpy(keras_model(clips))
+    want = oracle.oracle_logits(model, clips)
+    assert np.abs(got - want).max() > 1e-2      # ...the oracle does
+
+    # Through the parity machinery: the report says FAIL on this backend.
+    from converter import artifacts
+
+    out = tmp_path / "sabotaged"
+    out.mkdir()
+    artifacts.save_models(str(out), "swin_test", keras_model, keras_model.backbone)
+    report = parity.check(spec, state, str(out), "swin_test", backends=[BACKEND],
+                          clip_shape=CLIP, log=lambda *_: None)
+    assert report["status"] == "failed"
+    assert report["backends"][BACKEND]["max_abs_logits"] > 1e-2
+    assert "FAIL" in parity.markdown(report)
+
+
+def test_wrong_variant_lists_keys_and_shapes(tmp_path):
+    _, path, _ = _oracle_checkpoint(tmp_path)
+    config = write_config(tmp_path / "wider.py", embed_dim=32, window_size=(2, 3, 3))
+    out = tmp_path / "out"
+    with pytest.raises(mapping.MappingError) as err:
+        convert(config, path, str(out), backends=[], quiet=True)
+    message = str(err.value)
+    assert "shape mismatches" in message
+    assert "backbone.patch_embed.proj.weight: checkpoint 16x3x2x4x4" in message
+    assert "patch_embed/proj/kernel 2x4x4x3x32" in message
+    assert not out.exists() or not [p for p in os.listdir(out) if not p.startswith(".")]
+
+
+def test_wrong_window_fails_the_index_check(tmp_path):
+    _, path, _ = _oracle_checkpoint(tmp_path, window=(2, 3, 3))
+    config = write_config(tmp_path / "other_window.py", window_size=(2, 3, 3))
+    spec = load_spec(config)
+    from converter import checkpoint as ckpt
+
+    state = ckpt.load(path).state
+    with pytest.raises(mapping.MappingError, match="relative_position_index"):
+        mapping.plan(_build(spec), state, (4, 3, 3))
+
+
+def _cli(*args, cwd=None):
+    env = dict(os.environ, KERAS_BACKEND=BACKEND)
+    return subprocess.run([sys.executable, "-m", "converter.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_cli_errors_are_clear_and_leave_nothing(tmp_path):
+    _, path, config = _oracle_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    cases = [
+        (["--config", str(tmp_path / "missing.py")], "missing.py"),
+        (["--config", config, "--checkpoint", str(tmp_path / "none.pth")], "none.pth"),
+        (["--config", config, "--checkpoint", path, "--backends", "theano"], "theano"),
+    ]
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    cases.append((["--config", config, "--checkpoint", str(tmp_path / "junk.pth")],
+                  "not a PyTorch checkpoint"))
+    for args, needle in cases:
+        proc = _cli(*args, "--output-dir", str(out))
+        assert proc.returncode != 0, args
+        assert needle in proc.stderr, (args, proc.stderr)
+        assert not out.exists() or not [p for p in os.listdir(out) if not p.startswith(".")]
+
+
+def test_cli_unwritable_output_dir(tmp_path):
+    _, path, config = _oracle_checkpoint(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    proc = _cli("--config", config, "--checkpoint", path, "--output-dir", str(blocker / "x"),
+                "--backends", "none")
+    assert proc.returncode != 0
+    assert "not writable" in proc.stderr and str(blocker / "x") in proc.stderr
+
+
+def test_cli_random_weights_runs_offline(tmp_path):
+    config = write_config(tmp_path / "swin_rand.py")
+    out = tmp_path / "out"
+    proc = _cli("--config", config, "--random-weights", "3", "--output-dir", str(out),
+                "--backends", BACKEND, "--parity-clip", *map(str, CLIP))
+    assert proc.returncode == 0, proc.stderr
+    assert "[5/5] parity" in proc.stderr
+    assert "| " + BACKEND in proc.stdout and "pass" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source_checkpoint"]["random_weights_seed"] == 3
+    assert manifest["parity"]["status"] == "passed"
