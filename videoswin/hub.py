@@ -131,12 +131,14 @@ def _model_in_folder(folder, kind):
 
 
 def _with_head(classifier, num_classes=None, dropout=None, activation=None):
-    same = ((num_classes is None or num_classes == classifier.num_classes)
-            and dropout is None and activation is None)
-    if same:
+    keep_head = num_classes is None or num_classes == classifier.num_classes
+    if keep_head and dropout is None and activation is None:
         return classifier
-    return VideoSwinClassifier(
+    model = VideoSwinClassifier(
         classifier.backbone,
-        classifier.num_classes if num_classes is None else num_classes,
+        classifier.num_classes if keep_head else num_classes,
         dropout=classifier.dropout if dropout is None else dropout,
-        activation=activation)
+        activation=classifier.activation if activation is None else activation)
+    if keep_head:
+        model.get_layer("fc_cls").set_weights(classifier.get_layer("fc_cls").get_weights())
+    return model

@@ -35,12 +35,34 @@ def np_out(t):
     return keras.ops.convert_to_numpy(t)
 
 
+_JITTED = {}
+
+
+def forward(model, x, training=False):
+    """Outputs as NumPy. Compiled on JAX, whose eager mode compiles every op separately
+    (far slower here); elsewhere eager. Random state advances as in an eager call."""
+    if BACKEND != "jax":
+        return np_out(model(x, training=training))
+    import jax
+
+    key = (id(model), training)
+    if key not in _JITTED:
+        _JITTED[key] = (model, jax.jit(lambda tv, ntv, x: model.stateless_call(
+            tv, ntv, x, training=training)))
+    fn = _JITTED[key][1]
+    out, state = fn([v.value for v in model.trainable_variables],
+                    [v.value for v in model.non_trainable_variables], x)
+    for v, value in zip(model.non_trainable_variables, state):
+        v.assign(value)
+    return np_out(out)
+
+
 def snapshot(model):
     return {id(v): np.array(v.numpy()) for v in model.weights}
 
 
 def xent(model, x, y):
-    logits = model(x, training=False)
+    logits = forward(model, x)
     loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
     return float(np.mean(np_out(loss)))
 
@@ -48,7 +70,6 @@ def xent(model, x, y):
 @pytest.fixture(scope="module")
 def finetuned():
     """A partly frozen tiny classifier before and after a few `fit` epochs."""
-    keras.utils.set_random_seed(0)
     backbone = tiny_backbone(drop_path_rate=0.1)
     frozen = freeze_stages(backbone, FROZEN)
     model = VideoSwinClassifier(backbone, NUM_CLASSES, dropout=0.2)
@@ -58,7 +79,7 @@ def finetuned():
     x, y = separable_set(24)
     before = snapshot(model)
     loss_before = xent(model, x, y)
-    history = model.fit(x, y, batch_size=8, epochs=5, shuffle=True, verbose=0)
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=True, verbose=0)
     return dict(model=model, backbone=backbone, frozen=frozen, x=x, y=y, before=before,
                 after=snapshot(model), loss_before=loss_before, loss_after=xent(model, x, y),
                 history=history.history["loss"])
@@ -118,11 +139,11 @@ def test_fit_updates_only_unfrozen_weights(finetuned):
 
 def test_save_and_reload_give_identical_predictions(finetuned, tmp_path):
     model, x = finetuned["model"], finetuned["x"][:2]
-    expected = np_out(model(x, training=False))
+    expected = forward(model, x)
 
     model.save(tmp_path / "ft.keras")
     reloaded = keras.saving.load_model(tmp_path / "ft.keras")
-    np.testing.assert_array_equal(np_out(reloaded(x, training=False)), expected)
+    np.testing.assert_array_equal(forward(reloaded, x), expected)
     # The freezing survives in the saved config, so training can resume as it was.
     assert not reloaded.backbone.get_layer("layers_1").trainable
     assert len(reloaded.trainable_weights) == len(model.trainable_weights)
@@ -130,29 +151,30 @@ def test_save_and_reload_give_identical_predictions(finetuned, tmp_path):
     model.save_weights(tmp_path / "ft.weights.h5")
     fresh = VideoSwinClassifier.from_config(model.get_config())
     fresh.load_weights(tmp_path / "ft.weights.h5")
-    np.testing.assert_array_equal(np_out(fresh(x, training=False)), expected)
+    np.testing.assert_array_equal(forward(fresh, x), expected)
 
     # Backbone alone (the artifact shape for further fine-tuning).
     backbone = finetuned["backbone"]
     backbone.save_weights(tmp_path / "bb.weights.h5")
     fresh_bb = tiny_backbone()
     fresh_bb.load_weights(tmp_path / "bb.weights.h5")
-    np.testing.assert_array_equal(np_out(fresh_bb(x, training=False)),
-                                  np_out(backbone(x, training=False)))
+    for saved, loaded in zip(backbone.weights, fresh_bb.weights):
+        assert saved.path == loaded.path
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
 @pytest.mark.parametrize("rate", ["drop_rate", "attn_drop_rate", "drop_path_rate", "head"])
 def test_stochastic_layers_act_only_in_training(rate):
-    keras.utils.set_random_seed(1)
-    x, _ = separable_set(4)
+    # No seeding (keras.utils.set_random_seed imports TensorFlow): with 8 clips and rates
+    # this high, two training calls agree by chance with probability below 1e-6.
+    x, _ = separable_set(8)
     if rate == "head":
         model = VideoSwinClassifier(tiny_backbone(drop_path_rate=0.0), NUM_CLASSES, dropout=0.5)
     else:
         model = tiny_backbone(**{"drop_path_rate": 0.0, rate: 0.9})
-    infer = [np_out(model(x, training=False)) for _ in range(2)]
+    infer = [forward(model, x) for _ in range(2)]
     np.testing.assert_array_equal(infer[0], infer[1])
-    np.testing.assert_array_equal(np_out(model(x)), infer[0])  # inference is the default
-    train = [np_out(model(x, training=True)) for _ in range(2)]
+    train = [forward(model, x, training=True) for _ in range(2)]
     assert not np.allclose(train[0], train[1]), f"{rate}: training calls agree"
     assert not np.allclose(train[0], infer[0]), f"{rate}: training equals inference"
 
@@ -174,17 +196,17 @@ def _gradients(model, x, y):
         return tape.gradient(loss, model.trainable_weights)
     import jax
 
-    non_trainable = [v.value for v in model.non_trainable_weights]
+    non_trainable = [v.value for v in model.non_trainable_variables]
 
     def loss_fn(trainable):
         logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
         return loss_of(logits)
 
-    return jax.grad(loss_fn)([v.value for v in model.trainable_weights])
+    # jit: one compile instead of one per primitive of the backward pass.
+    return jax.jit(jax.grad(loss_fn))([v.value for v in model.trainable_variables])
 
 
 def test_gradient_reaches_every_trainable_weight():
-    keras.utils.set_random_seed(2)
     # Rates 0 so that no weight is skipped by chance; the training path still runs.
     model = VideoSwinClassifier(tiny_backbone(drop_path_rate=0.0), NUM_CLASSES, dropout=0.0)
     x, y = separable_set(2)
