@@ -31,6 +31,19 @@ class Progress:
              f"(+{time.perf_counter() - self.start:.1f}s)")
 
 
+def _macs(spec, with_head):
+    """Analytic multiply-accumulates of one test view (the config's clip)."""
+    from videoswin.flops import count_macs
+
+    count = count_macs(spec.clip_shape, embed_dim=spec.embed_dim, depths=spec.depths,
+                       num_heads=spec.num_heads, patch_size=spec.patch_size,
+                       window_size=spec.window_size, mlp_ratio=spec.mlp_ratio,
+                       in_channels=spec.in_channels,
+                       num_classes=spec.num_classes if with_head else None)
+    return {"macs_per_view": int(count.total), "gmacs_per_view": round(count.gmacs, 2),
+            "view": list(spec.clip_shape)}
+
+
 def _fail(message, code=1):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -125,6 +138,7 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
             "with_head": with_head,
             "coverage": coverage.summary(),
             "params": int((classifier or backbone).count_params()),
+            "flops": _macs(spec, with_head),
             "backbone_params": int(backbone.count_params()),
             "versions": {"videoswin": videoswin.__version__, "keras": keras.__version__,
                          "numpy": np.__version__},
@@ -226,6 +240,69 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
         from converter.publish import publish
 
         publish(manifest["output_dir"], push_to_hub)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Example:\n\n  videoswin-parity converted/swin_tiny_patch244_window877_"
+               "kinetics400_1k --checkpoint swin_tiny_patch244_window877_kinetics400_1k.pth "
+               "--backends jax --parity-clip 16 112 112")
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="The source checkpoint the artifacts were converted from.")
+@click.option("--backends", default=None, help="Comma-separated Keras backends (default: all "
+              "installed).")
+@click.option("--parity-clip", nargs=3, type=int, metavar="T H W",
+              help="Clip size. Default: the config's test clip.")
+@click.option("--parity-clips", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--tolerance", type=float, default=None, help="Max |diff| (default 1e-4).")
+@click.option("--reference", type=click.Choice(["auto", "mmaction2", "videoswin-reference"]),
+              default="auto", show_default=True)
+@click.option("--bf16", is_flag=True, help="Also report parity under mixed_bfloat16.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Allow full unpickling for a checkpoint you trust.")
+def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tolerance,
+                reference, bf16, trust_checkpoint):
+    """Re-run the parity check on existing conversion artifacts in OUTPUT_DIR.
+
+    Reads OUTPUT_DIR/manifest.json, loads CHECKPOINT, compares, rewrites the parity report
+    and the manifest's parity summary. Exits 1 when parity fails.
+    """
+    import json
+
+    from converter import artifacts, parity
+    from converter import checkpoint as ckpt
+    from converter.spec import spec_from_dict
+
+    manifest_path = os.path.join(output_dir, "manifest.json")
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        spec = spec_from_dict(manifest["spec"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        _fail(f"{manifest_path} is not a videoswin conversion manifest ({err}).", 2)
+    try:
+        chosen = _parse_backends(backends)
+        loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
+        report = parity.check(spec, loaded.state, output_dir, spec.name, backends=chosen,
+                              count=parity_clips, clip_shape=parity_clip,
+                              tolerance=tolerance or parity.DEFAULT_TOLERANCE,
+                              reference=reference, bf16=bf16,
+                              log=lambda m: click.echo(m, err=True))
+    except click.BadParameter as err:
+        _fail(err.format_message(), 2)
+    except (ckpt.CheckpointError, RuntimeError) as err:
+        _fail(str(err))
+    artifacts.write_json(os.path.join(output_dir, f"{spec.name}.parity.json"), report)
+    with open(os.path.join(output_dir, f"{spec.name}.parity.md"), "w") as handle:
+        handle.write(parity.markdown(report, title=spec.name))
+    manifest["parity"] = parity.summary(report)
+    for name in (f"{spec.name}.parity.json", f"{spec.name}.parity.md"):
+        manifest.setdefault("artifacts", {})[name] = artifacts.describe(
+            os.path.join(output_dir, name))
+    artifacts.write_json(manifest_path, manifest)
+    click.echo(parity.markdown(report, title=spec.name))
+    if report["status"] != "passed":
+        _fail("parity check failed")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def metadata(manifest, repo_id):
     return ModelCardData(
         library_name="keras", license="apache-2.0",
         pipeline_tag="video-classification" if with_head else "feature-extraction",
-        tags=tags, datasets=datasets or None, model_name=repo_id,
+        tags=tags, datasets=datasets or None, model_name=repo_id if results else None,
         eval_results=results or None)
 
 
@@ -93,26 +93,33 @@ def body(manifest, repo_id, include_preprocessing=False):
     dataset, _ = _dataset(spec)
     variant = VARIANTS.get(spec.get("arch_name"), "Video Swin")
     origin, origin_url = UPSTREAM.get(spec.get("origin"), UPSTREAM["official"])
-    what = (f"{spec['num_classes']}-class {dataset or ''} classifier".replace("  ", " ")
+    what = (" ".join(x for x in (f"{spec['num_classes']}-class", dataset, "classifier") if x)
             if with_head else "backbone (no classification head)")
-    out = [f"# {variant} {dataset or ''}: `{stem}`".replace("  ", " "), ""]
+    head = (f"I3D head: mean over T, H, W, dropout, Linear to {spec['num_classes']} classes"
+            if with_head else "none (backbone only)")
+    title = " ".join(x for x in (variant, dataset) if x)
+    out = [f"# {title}: `{stem}`", ""]
     if _is_random(manifest):
-        out += ["> **Test artifact: random weights.** This repository holds a conversion of a "
-                "checkpoint with every tensor drawn at random (seed "
-                f"{manifest['source_checkpoint']['random_weights_seed']}); it computes nothing "
-                "useful and the published accuracy does not apply.", ""]
+        weights = ("random: this is a test artifact. Every tensor of the checkpoint it was "
+                   f"converted from was drawn at random (seed "
+                   f"{manifest['source_checkpoint']['random_weights_seed']}, in the layout of "
+                   f"[{origin}]({origin_url})); it computes nothing useful and no published "
+                   "accuracy applies")
+        out += [f"> **Random weights.** The weights are {weights}.", ""]
+    else:
+        weights = (f"the published checkpoint of [{origin}]({origin_url}), converted tensor by "
+                   "tensor with the videoswin converter")
     out += [
         f"Video Swin Transformer (Liu et al., 2021) {what} for **Keras 3**, running on "
-        "TensorFlow, JAX and PyTorch. The weights are the published checkpoint of "
-        f"[{origin}]({origin_url}), converted tensor by tensor with "
-        "the videoswin converter and checked against the original PyTorch model on every "
-        "backend (see Parity).", "",
+        "TensorFlow, JAX and PyTorch. The weights are "
+        f"{'random (see above)' if _is_random(manifest) else weights}, checked against the "
+        "original PyTorch model on every backend (see Parity).", "",
         "## Model", "",
         "| | |", "|---|---|",
         f"| Architecture | {variant}: embed dim {spec['embed_dim']}, depths "
         f"{tuple(spec['depths'])}, heads {tuple(spec['num_heads'])}, patch "
         f"{_x(spec['patch_size'])}, window {_x(spec['window_size'])} |",
-        f"| Head | {'I3D head: mean over T, H, W, dropout, Linear to ' + str(spec['num_classes']) + ' classes' if with_head else 'none (backbone only)'} |",
+        f"| Head | {head} |",
         f"| Trained on | {dataset or 'n/a'}"
         f"{', pretrained on ' + spec['pretrain'] if spec.get('pretrain') else ''} |",
         f"| Parameters | {_params(manifest)} |",
@@ -158,8 +165,12 @@ def _params(manifest):
 
 
 def _flops(flops, spec):
+    """FLOPs as the official tables give them: multiply-accumulates (MACs) of one view."""
     if flops is None:
         return "not measured for this conversion"
+    if isinstance(flops, dict) and "macs_per_view" in flops:
+        view = flops.get("view") or _clip(spec)
+        return f"{flops['macs_per_view'] / 1e9:.2f} G (MACs) per {_x(view)} view"
     if isinstance(flops, dict):
         return "; ".join(f"{k}: {_number(v)}" for k, v in flops.items())
     return f"{_number(flops)} per {_x(_clip(spec))} view"
@@ -284,35 +295,35 @@ def _usage(manifest, repo_id, with_head, include_preprocessing):
     pipeline = spec.get("pipeline") or {}
     mean = tuple(pipeline.get("mean", (123.675, 116.28, 103.53)))
     std = tuple(pipeline.get("std", (58.395, 57.12, 57.375)))
-    prep = ("frames = np.random.uniform(0, 255, (1, {t}, {h}, {w}, 3)).astype(\"float32\")  "
-            "# RGB 0-255; the model normalises\n")
-    if not include_preprocessing:
-        prep = ("frames = np.random.uniform(0, 255, (1, {t}, {h}, {w}, 3)).astype(\"float32\")  "
-                "# RGB 0-255\n"
-                f"clip = (frames - np.array({mean}, \"float32\")) / np.array({std}, \"float32\")\n")
+    prep = [f"frames = np.random.uniform(0, 255, (1, {t}, {h}, {w}, 3)).astype(\"float32\")"
+            "  # your RGB frames, 0-255"]
+    if include_preprocessing:
+        prep.append("clip = frames  # the model normalises inside")
     else:
-        prep += "clip = frames\n"
-    prep = prep.format(t=t, h=h, w=w)
+        prep += [f"mean, std = np.array({mean}), np.array({std})",
+                 "clip = ((frames - mean) / std).astype(\"float32\")"]
     lines = ["## Usage", "",
-             "Install: `pip install videoswin` plus the backend of your choice "
-             "(`tensorflow`, `jax`, or `torch`). `import videoswin` registers the model "
-             "classes that Keras needs to deserialise these files. Loading from the Hub "
-             "downloads the repository once into the Hugging Face cache.", ""]
+             "Install the videoswin package (Keras 3) and one backend (`tensorflow`, `jax` or "
+             "`torch`). `import videoswin` registers the model classes that Keras needs to "
+             "read these files. Loading from the Hub downloads the repository once into the "
+             "Hugging Face cache; later loads (also offline) read the cache.", ""]
     if with_head:
         lines += ["### Inference", ""]
+        imports = {"tensorflow": [], "jax": [], "torch": ["import torch"]}
         call = {
-            "tensorflow": "logits = model.predict(clip)",
-            "jax": "logits = model.predict(clip)  # compiled with XLA; eager JAX is much slower",
-            "torch": "import torch\n\nwith torch.no_grad():\n"
-                     "    logits = keras.ops.convert_to_numpy(model(clip, training=False))",
+            "tensorflow": ["logits = model.predict(clip)"],
+            "jax": ["logits = model.predict(clip)  # compiled with XLA; eager JAX is much slower"],
+            "torch": ["with torch.no_grad():",
+                      "    logits = keras.ops.convert_to_numpy(model(clip, training=False))"],
         }
         for backend in BACKENDS:
             lines += [f"{_backend_name(backend)}:", "", "```python", "import os", "",
                       f'os.environ["KERAS_BACKEND"] = "{backend}"  # before importing keras', "",
-                      "import keras", "import numpy as np", "", "import videoswin", "",
+                      "import keras", "import numpy as np", *imports[backend], "",
+                      "import videoswin", "",
                       f'model = videoswin.VideoSwinClassifier.from_preset("{uri}")',
                       f'# or: model = keras.saving.load_model("{uri}")',
-                      prep.rstrip("\n"), call[backend],
+                      *prep, *call[backend],
                       "print(np.argsort(-logits[0])[:5])  # top-5 class indices", "```", ""]
         lines += ["A video file, with the published test protocol "
                   f"({pipeline.get('num_clips', 4)} clips x {pipeline.get('num_crops', 3)} "
@@ -347,7 +358,8 @@ def _usage(manifest, repo_id, with_head, include_preprocessing):
                   "    optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.05),",
                   "    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),",
                   '    metrics=["accuracy"],', ")", fit[backend], "```", ""]
-    patterns = '["backbone/*"]' if with_head else '["config.json", "metadata.json", "model.weights.h5"]'
+    patterns = ('["backbone/*"]' if with_head
+                else '["config.json", "metadata.json", "model.weights.h5"]')
     folder = 'path + "/backbone"' if with_head else "path"
     lines += ["The backbone alone, without downloading the whole repository:", "",
               "```python", "import keras", "from huggingface_hub import snapshot_download", "",

@@ -17,6 +17,16 @@ ORIGINS = ("official", "mmaction2")     # = videoswin.video.ORIGINS (not importe
 MANIFEST = "manifest.json"
 
 
+def _parse_views(ctx, param, text):
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match[1]) < 1 or int(match[2]) not in (1, 3):
+        raise click.BadParameter(f"{text!r}: expected CLIPSxCROPS with crops 1 or 3, e.g. 4x3",
+                                 param_hint="--views")
+    return int(match[1]), int(match[2])
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("videos", nargs=-1, required=True, metavar="VIDEO...")
 @click.option("--model", "model_ref", required=True, metavar="PATH_OR_PRESET",
@@ -24,7 +34,7 @@ MANIFEST = "manifest.json"
                    "<name>.keras and manifest.json), or a preset name.")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
               help="How many classes to print per video.")
-@click.option("--views", metavar="CLIPSxCROPS",
+@click.option("--views", metavar="CLIPSxCROPS", callback=_parse_views,
               help="Test views, e.g. 4x3 (Kinetics) or 1x3 (SSv2); crops are 1 or 3. "
                    "Default: the manifest's pipeline, else the dataset's official one.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
@@ -47,30 +57,34 @@ def main(videos, model_ref, top_k, views, as_json, labels_file, dataset, origin,
     Each video is decoded, sampled into clips x crops views, normalised as in the official
     test pipeline; softmax per view, probabilities averaged.
 
-    Example: videoswin-predict clip.mp4 --model converted/swin_tiny_patch244_window877_kinetics400_1k
+    \b
+    Example:
+      videoswin-predict a.mp4 b.mp4 --top-k 3 \\
+          --model converted/swin_tiny_patch244_window877_kinetics400_1k
     """
     select_backend()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from videoswin import labels as label_maps
     from videoswin import video
 
-    model, manifest, source = _load_model(model_ref)
-    num_classes = _num_classes(model, source)
-
-    dataset = dataset or _manifest_field(manifest, "dataset") or \
-        label_maps.dataset_for_num_classes(num_classes)
     if dataset is not None:
         try:
             dataset = label_maps.canonical_dataset(dataset)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--dataset") from None
+    model, manifest, source = _load_model(model_ref)
+    num_classes = _num_classes(model, source)
+    dataset = dataset or _manifest_dataset(label_maps, manifest, source) or \
+        label_maps.dataset_for_num_classes(num_classes)
     names = _labels(label_maps, labels_file, dataset, num_classes)
 
     pipeline = video.default_pipeline(dataset)
     manifest_pipeline = _manifest_field(manifest, "pipeline") or {}
+    if not isinstance(manifest_pipeline, dict):
+        raise click.ClickException(f"{source}: the manifest's pipeline is not an object")
     pipeline.update({k: v for k, v in manifest_pipeline.items() if k in video.PIPELINE_KEYS})
     if views:
-        pipeline["num_clips"], pipeline["num_crops"] = _parse_views(views)
+        pipeline["num_clips"], pipeline["num_crops"] = views
     average = manifest_pipeline.get("average_clips") or "prob"
     origin = origin or _manifest_field(manifest, "origin") or "official"
     if origin not in ORIGINS:
@@ -113,14 +127,6 @@ def _print_text(result):
         click.echo(f"  {item['probability']:.4f}  {label}")
 
 
-def _parse_views(text):
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or int(match[1]) < 1 or int(match[2]) not in (1, 3):
-        raise click.BadParameter(f"{text!r}: expected CLIPSxCROPS with crops 1 or 3, e.g. 4x3",
-                                 param_hint="--views")
-    return int(match[1]), int(match[2])
-
-
 def _labels(label_maps, labels_file, dataset, num_classes):
     if labels_file:
         try:
@@ -151,7 +157,10 @@ def _load_model(ref):
     path = Path(ref)
     if path.is_dir():
         manifest = _read_manifest(path / MANIFEST)
-        path = _keras_file_in(path, manifest)
+        keras_file = _keras_file_in(path, manifest)
+        if keras_file is None:
+            return _load_preset(str(path)), manifest, str(path)
+        path = keras_file
     elif path.is_file():
         if path.suffix != ".keras":
             raise click.BadParameter(f"{ref}: expected a .keras file, a conversion output "
@@ -162,7 +171,7 @@ def _load_model(ref):
     else:
         return _load_preset(ref), None, ref
     try:
-        model = keras.saving.load_model(path)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types for a bad archive
         raise click.ClickException(f"{path}: cannot be loaded as a Keras model ({err})") from None
     return model, manifest, str(path)
@@ -171,18 +180,13 @@ def _load_model(ref):
 def _load_preset(name):
     from videoswin import VideoSwinClassifier
 
-    loader = getattr(VideoSwinClassifier, "from_preset", None)
-    if loader is None:
-        raise click.ClickException(f"{name}: not a file or directory, and this videoswin "
-                                   "cannot load presets; pass a .keras file or a directory")
     try:
-        return loader(name)
-    except ModuleNotFoundError as err:
-        if err.name == "videoswin.hub":
-            raise click.ClickException(
-                f"{name}: not a file or directory, and preset loading (videoswin.hub) is not "
-                "available in this install; pass a .keras file or a directory") from None
-        raise
+        return VideoSwinClassifier.from_preset(name)
+    except ImportError as err:
+        raise click.ClickException(f"{name}: not a file or directory, and loading it as a preset "
+                                   f"needs a module this install lacks ({err})") from None
+    except (ValueError, OSError) as err:
+        raise click.ClickException(f"{name}: {err}") from None
 
 
 def _read_manifest(path):
@@ -197,6 +201,18 @@ def _read_manifest(path):
     return manifest
 
 
+def _manifest_dataset(label_maps, manifest, source):
+    name = _manifest_field(manifest, "dataset")
+    if name is None:
+        return None
+    try:
+        return label_maps.canonical_dataset(name)
+    except ValueError:
+        click.echo(f"note: {source}: manifest dataset {name!r} is not one videoswin knows",
+                   err=True)
+        return None
+
+
 def _manifest_field(manifest, key):
     """`key` at the manifest's top level, else under its `spec` or `config` object."""
     if not manifest:
@@ -208,15 +224,18 @@ def _manifest_field(manifest, key):
 
 
 def _keras_file_in(directory, manifest):
-    config = _manifest_field(manifest, "name") if manifest else None
-    if isinstance(manifest, dict) and isinstance(manifest.get("config"), str):
-        config = Path(manifest["config"]).stem
+    """The classifier .keras in a conversion directory; None for a Keras Hub-layout folder."""
+    config = manifest.get("config") if manifest else None
+    if not isinstance(config, str):
+        config = _manifest_field(manifest, "name")
     if config and (directory / f"{config}.keras").is_file():
         return directory / f"{config}.keras"
     found = sorted(p for p in directory.glob("*.keras") if not p.stem.endswith("_backbone"))
     if len(found) == 1:
         return found[0]
     if not found:
+        if (directory / "config.json").is_file():
+            return None
         raise click.BadParameter(f"{directory}: holds no classifier .keras file",
                                  param_hint="--model")
     raise click.BadParameter(f"{directory}: holds several .keras files "

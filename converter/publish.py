@@ -12,7 +12,6 @@ re-publishing unchanged artifacts makes no commit. Stale artifacts of an earlier
 (paths matching `MANAGED`) that the new folder lacks are deleted in the same commit.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from converter.artifacts import sha256
 from converter.backend import select_backend
 
 KERAS_FILES = ("config.json", "metadata.json")
@@ -52,14 +52,6 @@ class PublishResult:
     tree: str = field(default="", repr=False)
 
 
-def sha256(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(output_dir):
     """The manifest of a conversion folder, checked for what publishing needs."""
     path = Path(output_dir) / "manifest.json"
@@ -81,7 +73,7 @@ def check_artifacts(output_dir, manifest):
     """Every artifact the manifest lists exists with its recorded size and sha256."""
     stem = manifest["config"]
     required = [f"{stem}_backbone.keras", f"{stem}_backbone.weights.h5"]
-    if manifest.get("with_head", True) and f"{stem}.keras" in manifest["artifacts"]:
+    if manifest.get("with_head", f"{stem}.keras" in manifest["artifacts"]):
         required = [f"{stem}.keras", f"{stem}.weights.h5"] + required
     for name in required:
         if name not in manifest["artifacts"]:
@@ -256,6 +248,9 @@ def publish(output_dir, repo_id, *, private=False, revision=None, token=None, en
                 ).rstrip("/")
     if stage_dir is not None:
         stage_dir = Path(stage_dir)
+        if stage_dir.resolve().is_relative_to(output_dir.resolve()):
+            raise PublishError(f"--stage-dir {stage_dir} is inside {output_dir}; stage "
+                               "elsewhere, the conversion folder is never written to.")
         if stage_dir.exists() and any(stage_dir.iterdir()):
             raise PublishError(f"--stage-dir {stage_dir} is not empty; give a new or empty "
                                "folder.")

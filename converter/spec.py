@@ -78,3 +78,15 @@ class ModelSpec:
 
     def to_dict(self):
         return asdict(self)
+
+
+def spec_from_dict(data):
+    """Inverse of `ModelSpec.to_dict` (e.g. the `spec` recorded in a manifest)."""
+    data = dict(data)
+    nested = {"pipeline": TestPipeline, "checkpoint": Checkpoint, "metrics": Metrics}
+    for key, kind in nested.items():
+        data[key] = kind(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in (data.get(key) or {}).items()})
+    for key in ("depths", "num_heads", "patch_size", "window_size"):
+        data[key] = tuple(data[key])
+    return ModelSpec(**data)

@@ -7,10 +7,12 @@ Hub repository layout (what `videoswin-publish` uploads):
     model.weights.h5                or the backbone for a backbone-only conversion):
                                     `keras.saving.load_model("hf://ORG/NAME")` loads it
     backbone/config.json, backbone/metadata.json, backbone/model.weights.h5
-                                    the same layout for the backbone alone
+                                    the same layout for the backbone alone (classifier
+                                    conversions; a local `backbone/` folder loads directly)
     <stem>.keras, <stem>.weights.h5, <stem>_backbone.keras, <stem>_backbone.weights.h5
                                     the conversion's artifacts, byte for byte
-    manifest.json, <stem>.parity.json, <stem>.parity.md, label_map.json
+    manifest.json, <stem>.parity.json, <stem>.parity.md
+    label_map.json                  class index -> name (classifier conversions)
 
 `hf://` loading goes through Keras (`keras.saving.load_model`), which downloads a snapshot of
 the whole repository into the huggingface_hub cache (so later loads read the cache, also
@@ -58,7 +60,14 @@ def resolve_preset(preset):
     preset = os.fspath(preset)
     if preset in PRESETS:
         return PRESETS[preset]
-    if preset.startswith("hf://") or os.path.exists(preset):
+    if preset.startswith("hf://"):
+        repo = preset[len("hf://"):]
+        if repo.count("/") != 1 or "@" in repo or not all(repo.split("/")):
+            raise ValueError(f"{preset!r}: Keras's Hub loading takes 'hf://ORG/NAME' only (no "
+                             "subfolder or revision); for the backbone of a published "
+                             "classifier use VideoSwinBackbone.from_preset('hf://ORG/NAME')")
+        return preset
+    if os.path.exists(preset):
         return preset
     hint = ""
     if preset.count("/") == 1 and not preset.startswith((".", "/")):
@@ -119,13 +128,14 @@ def _model_in_folder(folder, kind):
     if os.path.isfile(manifest_path):
         with open(manifest_path, encoding="utf-8") as handle:
             stem = json.load(handle).get("config")
-        names = [f"{stem}_backbone.keras"] if kind == "backbone" else []
-        names.append(f"{stem}.keras")
+        names = [f"{stem}.keras", f"{stem}_backbone.keras"]
+        if kind == "backbone":
+            names.reverse()
         for name in names:
             if os.path.isfile(os.path.join(folder, name)):
                 return os.path.join(folder, name)
-        raise ValueError(f"{folder!r}: manifest.json names config {stem!r} but neither of "
-                         f"{names} is there")
+        raise ValueError(f"{folder!r}: manifest.json names config {stem!r} but neither "
+                         f"{names[0]} nor {names[1]} is there")
     raise ValueError(f"{folder!r} holds neither a Keras model folder (config.json, "
                      "model.weights.h5) nor a videoswin-convert output (manifest.json)")
 

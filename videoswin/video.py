@@ -7,8 +7,9 @@ Views come out channels-last, crop-major as mmaction2's `FormatShape` orders the
 
 `origin` picks whose sampling rule applies, as `ModelSpec.origin` does:
 - "official": the Video Swin repository (its mmaction2 0.x fork), which produced the published
-  checkpoints and accuracies. Clip offsets `int((k + 1/2) * (n - clip_len*interval + 1) /
-  num_clips)`; SSv2 takes the middle frame of each of `clip_len` equal segments.
+  checkpoints and accuracies. Clip k starts at `int((k + 1/2) * (n - clip_len*interval + 1) /
+  num_clips)` (at 0 if n < clip_len*interval); SSv2 (`SampleFrames(frame_uniform=True)`) takes
+  the middle frame of each of `clip_len` equal segments, one clip.
 - "mmaction2": mmaction2 1.x. Offsets spread evenly from 0 to `n - span` with `round`;
   `UniformSample` places clip k at `(k + 1) / (num_clips + 1)` of each segment.
 Both loop short videos (`out_of_bound_opt='loop'`): index `i` reads frame `i mod n`.
@@ -46,7 +47,7 @@ class VideoReadError(ValueError):
 
 
 def default_pipeline(dataset=None):
-    """The official test pipeline for `dataset`: SSv2's for 'sthv2' (or an alias), else Kinetics'."""
+    """The official test pipeline of `dataset`: SSv2's for 'sthv2' (or an alias), else Kinetics'."""
     try:
         is_ssv2 = dataset is not None and canonical_dataset(dataset) == "sthv2"
     except ValueError:

@@ -4,12 +4,16 @@
 `.weights.h5` / `.keras`, `<stem>.parity.json`, `<stem>.parity.md`, `manifest.json`) for a tiny
 randomly initialised model, so Hub tests run without a checkpoint or a parity run. A real
 conversion (`converter.cli.convert(..., random_weights=SEED)`) can replace it: the tests only
-rely on the folder's files and manifest.
+rely on the folder's files and manifest. `shared_conversion()` builds one per test process
+(read-only: copy it before changing anything).
 """
 
+import atexit
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -117,3 +121,16 @@ def write_labels(path, names=LABELS):
     with open(path, "w") as handle:
         handle.write("# test labels\n" + "\n".join(names) + "\n")
     return path
+
+
+_SHARED = {}
+
+
+def shared_conversion(with_head=True):
+    """A conversion folder built once per process (do not modify it)."""
+    if with_head not in _SHARED:
+        root = tempfile.mkdtemp(prefix="videoswin-fake-conversion-")
+        atexit.register(shutil.rmtree, root, True)
+        make_conversion(os.path.join(root, "out"), with_head=with_head)
+        _SHARED[with_head] = os.path.join(root, "out")
+    return _SHARED[with_head]

@@ -43,7 +43,8 @@ import yaml
 
 LFS_THRESHOLD = 10 * 1024 * 1024      # the Hub's limit for regular (non-LFS) files
 MAX_BODY = 512 * 1024 * 1024
-GITATTRIBUTES = b"*.h5 filter=lfs diff=lfs merge=lfs -text\n*.keras filter=lfs diff=lfs merge=lfs -text\n"
+GITATTRIBUTES = (b"*.h5 filter=lfs diff=lfs merge=lfs -text\n"
+                 b"*.keras filter=lfs diff=lfs merge=lfs -text\n")
 PIPELINE_TAGS = {"video-classification", "feature-extraction", "image-classification"}
 
 
@@ -182,7 +183,8 @@ class HubServer:
 
     # -- test helpers -----------------------------------------------------------------------
     def fail(self, pattern, status=500, times=1):
-        """Answer the next `times` requests whose 'METHOD /path' matches glob `pattern` with `status`."""
+        """Answer the next `times` requests matching glob `pattern` ('METHOD /path') with
+        `status`."""
         with self._lock:
             self._failures.append([pattern, status, times])
 
@@ -308,8 +310,8 @@ class HubServer:
         self._check_write(token)
         if payload.get("type", "model") != "model":
             raise HubError(400, "only model repositories are supported here")
-        repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") \
-            else f"user/{payload['name']}"
+        namespace = payload.get("organization") or "user"
+        repo_id = f"{namespace}/{payload['name']}"
         url = f"{self.url}/{repo_id}"
         with self._lock:
             if repo_id in self.repos:

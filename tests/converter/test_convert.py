@@ -214,3 +214,28 @@ def test_cli_random_weights_runs_offline(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source_checkpoint"]["random_weights_seed"] == 3
     assert manifest["parity"]["status"] == "passed"
+
+
+def test_parity_command_reruns_on_existing_artifacts(tmp_path):
+    model, path, config = _oracle_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    convert(config, path, str(out), backends=[], quiet=True)
+    assert json.loads((out / "manifest.json").read_text())["parity"] == {"status": "skipped"}
+    env = dict(os.environ, KERAS_BACKEND=BACKEND)
+    proc = subprocess.run([sys.executable, "-c", "from converter.cli import parity_main; "
+                           "parity_main()", str(out), "--checkpoint", path, "--backends",
+                           BACKEND, "--parity-clip", *map(str, CLIP)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parity"]["status"] == "passed"
+    assert manifest["parity"]["backends"][BACKEND]["max_abs_logits"] < 1e-5
+    assert manifest["flops"]["macs_per_view"] > 0
+    # A different checkpoint (other seed) is caught.
+    _, other, _ = _oracle_checkpoint(tmp_path / "x" if (tmp_path / "x").mkdir() is None
+                                     else tmp_path, seed=99)
+    proc = subprocess.run([sys.executable, "-c", "from converter.cli import parity_main; "
+                           "parity_main()", str(out), "--checkpoint", other, "--backends",
+                           BACKEND, "--parity-clip", *map(str, CLIP)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1 and "FAIL" in proc.stdout

@@ -169,6 +169,20 @@ def test_dataset_and_label_file(setup, cli, scores, tmp_path):
     assert result.stdout.splitlines()[1:] == ["  0.5000  class 7"]
 
 
+def test_unknown_manifest_dataset_falls_back_to_the_class_count(setup, cli, scores, tmp_path):
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "other.keras").write_bytes(b"placeholder")
+    setup["cache"][str(out / "other.keras")] = setup["model"]
+    (out / "manifest.json").write_text(json.dumps({"spec": {"name": "other",
+                                                            "dataset": "ucf101"}}))
+    result = cli(setup["videos"][0], "--model", out, "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    assert "manifest dataset 'ucf101' is not one videoswin knows" in result.stderr
+    assert result.stdout.splitlines()[1:] == [f"  0.5000  {K400[7]}"]
+    assert scores[0]["num_clips"] == 4 and scores[0]["origin"] == "official"
+
+
 def test_presets(setup, cli, scores, monkeypatch):
     import videoswin
 
@@ -183,6 +197,13 @@ def test_presets(setup, cli, scores, monkeypatch):
     assert result.exit_code == 0, result.output
     assert asked == ["videoswin_tiny_k400"]
     assert result.stdout.splitlines()[1:] == [f"  0.5000  {K400[7]}"]
+    # a folder in Keras's Hub layout (config.json, no .keras) also goes through from_preset
+    hub_folder = setup["root"] / "hub_layout"
+    hub_folder.mkdir(exist_ok=True)
+    (hub_folder / "config.json").write_text("{}")
+    result = cli(setup["videos"][0], "--model", hub_folder, "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    assert asked[-1] == str(hub_folder)
 
     def no_hub(name, **kwargs):
         raise ModuleNotFoundError("No module named 'videoswin.hub'", name="videoswin.hub")
@@ -192,6 +213,12 @@ def test_presets(setup, cli, scores, monkeypatch):
     assert result.exit_code == 1
     assert "videoswin_tiny_k400: not a file or directory" in result.output
     assert "videoswin.hub" in result.output
+
+
+def test_unknown_preset_is_named(setup, cli):
+    result = cli(setup["videos"][0], "--model", "no_such_preset")
+    assert result.exit_code == 1
+    assert "no_such_preset" in result.output and "not a preset name" in result.output
 
 
 @pytest.mark.parametrize("case", ["missing", "no_keras", "several", "not_keras", "backbone",

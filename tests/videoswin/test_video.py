@@ -17,7 +17,9 @@ import pytest
 from videoswin import labels as label_maps
 from videoswin import video
 
-av = pytest.importorskip("av", reason="PyAV (the 'video' extra) is not installed")
+
+def _av():
+    return pytest.importorskip("av", reason="PyAV (the 'video' extra) is not installed")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -39,6 +41,7 @@ def frame_number(rgb):
 
 def write_video(path, frames, fps=25, codec="mpeg4"):
     """Write uint8 RGB frames `(T, H, W, 3)`; mpeg4 needs even sizes, ffv1 takes any."""
+    av = _av()
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1:3]
@@ -252,6 +255,7 @@ def test_load_video_views(videos):
 
 
 def test_pipeline_matches_mmaction2_end_to_end(videos):
+    av = _av()
     loading, processing, formatting = _mmaction_transforms()
     for name, (path, n, _, _) in videos.items():
         for clip_len, interval, clips, short, crop, crops in [(8, 2, 3, 32, 32, 3),
@@ -271,6 +275,7 @@ def test_pipeline_matches_mmaction2_end_to_end(videos):
 
 
 def test_unreadable_files_name_the_file(tmp_path):
+    av = _av()
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
     with pytest.raises(video.VideoReadError, match="notes.mp4: not a readable video"):
