@@ -100,20 +100,20 @@ def body(manifest, repo_id, include_preprocessing=False):
     title = " ".join(x for x in (variant, dataset) if x)
     out = [f"# {title}: `{stem}`", ""]
     if _is_random(manifest):
-        weights = ("random: this is a test artifact. Every tensor of the checkpoint it was "
-                   f"converted from was drawn at random (seed "
-                   f"{manifest['source_checkpoint']['random_weights_seed']}, in the layout of "
-                   f"[{origin}]({origin_url})); it computes nothing useful and no published "
-                   "accuracy applies")
-        out += [f"> **Random weights.** The weights are {weights}.", ""]
+        seed = manifest["source_checkpoint"]["random_weights_seed"]
+        out += [f"> **Random weights.** A test artifact: every tensor of the checkpoint it was "
+                f"converted from was drawn at random (seed {seed}). It computes nothing useful "
+                "and no published accuracy applies.", ""]
+        weights = ("random (see above); the conversion was still checked against the original "
+                   "PyTorch model holding the same weights")
     else:
         weights = (f"the published checkpoint of [{origin}]({origin_url}), converted tensor by "
-                   "tensor with the videoswin converter")
+                   "tensor with the videoswin converter and checked against the original "
+                   "PyTorch model")
     out += [
         f"Video Swin Transformer (Liu et al., 2021) {what} for **Keras 3**, running on "
-        "TensorFlow, JAX and PyTorch. The weights are "
-        f"{'random (see above)' if _is_random(manifest) else weights}, checked against the "
-        "original PyTorch model on every backend (see Parity).", "",
+        f"TensorFlow, JAX and PyTorch. The weights are {weights}, on every backend (see "
+        "Parity).", "",
         "## Model", "",
         "| | |", "|---|---|",
         f"| Architecture | {variant}: embed dim {spec['embed_dim']}, depths "
@@ -184,7 +184,7 @@ def _number(value):
 
 def _accuracy(manifest, with_head):
     metrics = manifest["spec"].get("metrics") or {}
-    if not with_head or metrics.get("top1") is None:
+    if not with_head or metrics.get("top1") is None or _is_random(manifest):
         return []
     views = f", {metrics['views']} views (frames x clips x crops)" if metrics.get("views") else ""
     source = f" ([source]({metrics['source']}))" if metrics.get("source") else ""

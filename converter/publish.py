@@ -244,8 +244,7 @@ def publish(output_dir, repo_id, *, private=False, revision=None, token=None, en
     if repo_id.count("/") != 1:
         raise PublishError(f"--repo-id {repo_id!r} must be ORG/NAME (Keras's hf:// loading "
                            "needs the namespace).")
-    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
-                ).rstrip("/")
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     if stage_dir is not None:
         stage_dir = Path(stage_dir)
         if stage_dir.resolve().is_relative_to(output_dir.resolve()):
@@ -275,9 +274,8 @@ def publish(output_dir, repo_id, *, private=False, revision=None, token=None, en
             raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or "
                                "pass --token (it needs write access to "
                                f"{repo_id.split('/')[0]}). Nothing was uploaded.")
-        _upload(result, folder, manifest, private, token, endpoint, commit_message, log,
-                output_dir)
-        return result
+        return _upload(result, folder, manifest, private, token, endpoint, commit_message, log,
+                       output_dir)
     finally:
         if cleanup is not None:
             cleanup.cleanup()

@@ -124,7 +124,7 @@ def test_model_card_metadata_parses_with_huggingface_hub(hub, conversion):
     body = card.text
     assert manifest["source_checkpoint"]["sha256"] in body
     assert manifest["spec"]["checkpoint"]["url"] in body
-    assert f"{manifest['params']:,}" in body and "1.23 G" in body
+    assert f"{manifest['params']:,}" in body and "1.23 G (MACs) per 32x224x224 view" in body
     for backend, row in manifest["parity"]["backends"].items():
         assert re.search(rf"\| {backend} \| {row['max_abs_logits']:.2e} \| "
                          rf"{row['max_abs_features']:.2e} \|", body), backend
@@ -151,7 +151,9 @@ def test_card_for_random_weights_claims_no_accuracy(conversion):
     manifest["source_checkpoint"]["random_weights_seed"] = 3
     card = ModelCard(model_card.render(manifest, REPO))
     assert "model-index" not in card.data.to_dict()
-    assert "random weights" in card.text and "seed 3" in card.text
+    assert "**Random weights.**" in card.text and "seed 3" in card.text
+    assert "The weights are the published checkpoint" not in card.text
+    assert "## Accuracy" not in card.text
 
 
 def test_republishing_unchanged_artifacts_makes_no_commit(hub, conversion, tmp_path):

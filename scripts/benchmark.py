@@ -1,0 +1,642 @@
+#!/usr/bin/env python
+"""Forward-pass and conversion benchmark of the Keras Video Swin against mmaction2.
+
+Every measurement runs in its own subprocess, pinned to `--threads` CPUs (and torch set to
+as many threads), so that KERAS_BACKEND is chosen before keras is imported and each peak
+RSS belongs to one model. Implementations:
+
+- `mmaction2`: mmaction2's `SwinTransformer3D` (+ an I3D head), swin.py loaded by file path;
+- `reference`: the project's PyTorch reference, `converter.reference.VideoSwinReference`;
+- `torch`, `jax`, `tensorflow`: the Keras `VideoSwinClassifier` on that backend, called
+  under `torch.no_grad()`, through `jax.jit` of `stateless_call`, through
+  `tf.function(jit_compile=True)`.
+
+Latency is the median (and minimum) over `--repeats` timed calls after `--warmup` untimed
+ones; compile time shows as the first call. GFLOP/s = 2 x MACs (analytic, `videoswin.flops`)
+/ latency, set against a float32 torch matmul measured in the same run. A conversion section
+times `videoswin-convert --backends none` on a random official-layout checkpoint against a
+bare `torch.load` + Keras `save_weights`.
+
+    python scripts/benchmark.py --quick                  # minutes: tiny, 8x112x112, batch 1
+    python scripts/benchmark.py --out BENCHMARKS.md      # full: tiny and base, 32/16x224x224
+
+With `--out FILE`, the results replace the text between the benchmark markers of FILE (or
+become the whole file when it has none).
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# Nothing heavy is imported at module level: workers pin CPUs and choose a backend first.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMPLS = ("mmaction2", "reference", "torch", "jax", "tensorflow")
+KERAS_IMPLS = ("torch", "jax", "tensorflow")
+BASELINE = "mmaction2"
+NUM_CLASSES = 400
+BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
+CONVERT_CONFIGS = {
+    "tiny": "swin_tiny_patch244_window877_kinetics400_1k",
+    "base": "swin_base_patch244_window877_kinetics400_22k",
+}
+# Issue 9 targets, on Swin-T and Swin-B, 32x224x224, batch 1.
+TARGET_CLIP, TARGET_BATCH = (32, 224, 224), 1
+TARGET_TORCH, TARGET_BEST, TARGET_MATMUL = 1.4, 1.8, 0.75
+TARGET_CONVERT_TIME, TARGET_CONVERT_RSS = 1.5, 3.0
+
+
+# ----------------------------------------------------------------------------- workers
+
+def _pin(threads):
+    """Use the first `threads` CPUs of this process (before any thread pool starts)."""
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    return cpus
+
+
+def _rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _pure(name):
+    """videoswin/<name>.py (pure Python) without the package, whose __init__ imports keras:
+    the mmaction2 and reference workers must not pay for keras in time or memory."""
+    import importlib.util
+
+    path = os.path.join(ROOT, "videoswin", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_bench_videoswin_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _arch(model):
+    return _pure("presets").arch(model)
+
+
+def _load_mmaction_swin():
+    """mmaction2's swin.py: via tests/oracle.py when present, else loaded here by path."""
+    sys.path.insert(0, ROOT)
+    try:
+        from tests.oracle import load_swin_module
+    except ImportError:
+        load_swin_module = None
+    if load_swin_module is not None:
+        return load_swin_module()
+    import importlib.util
+    import types
+
+    from mmengine.registry import Registry
+
+    spec = importlib.util.find_spec("mmaction")
+    path = os.path.join(spec.submodule_search_locations[0], "models", "backbones", "swin.py")
+    # The file registers itself in mmaction.registry.MODELS; a private registry stands in
+    # so that the (broken here) mmaction.models package is never imported.
+    stub = types.ModuleType("mmaction.registry")
+    stub.MODELS = Registry("benchmark")
+    sys.modules["mmaction.registry"] = stub
+    spec = importlib.util.spec_from_file_location("_bench_mmaction_swin", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _torch_runner(net, x):
+    import torch
+
+    def run():
+        with torch.no_grad():
+            return net(x)
+    return run
+
+
+def _build(impl, model, clip, batch, seed=0):
+    """(callable running one forward pass to completion, output shape thunk)."""
+    import numpy as np
+
+    a = _arch(model)
+    rng = np.random.default_rng(seed)
+    clip_nthwc = rng.standard_normal((batch,) + tuple(clip) + (3,), dtype=np.float32)
+    if impl == "mmaction2":
+        import warnings
+
+        import torch
+
+        swin = _load_mmaction_swin()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            backbone = swin.SwinTransformer3D(
+                arch=dict(embed_dims=a["embed_dim"], depths=list(a["depths"]),
+                          num_heads=list(a["num_heads"])),
+                pretrained=None, pretrained2d=False, drop_path_rate=0.0)
+        dim = a["embed_dim"] * 2 ** (len(a["depths"]) - 1)
+        fc = torch.nn.Linear(dim, NUM_CLASSES)
+
+        class Net(torch.nn.Module):   # backbone + I3DHead at inference
+            def __init__(self):
+                super().__init__()
+                self.backbone, self.fc_cls = backbone, fc
+
+            def forward(self, x):
+                return self.fc_cls(self.backbone(x).mean(dim=(2, 3, 4)))
+
+        net = Net()
+        net.eval()        # SwinTransformer3D.train() returns None: no chaining
+        x = torch.from_numpy(np.ascontiguousarray(clip_nthwc.transpose(0, 4, 1, 2, 3)))
+        return _torch_runner(net, x)
+    if impl == "reference":
+        import torch
+
+        from converter.reference import VideoSwinReference
+
+        net = VideoSwinReference(**a, num_classes=NUM_CLASSES).eval()
+        return _torch_runner(net, torch.from_numpy(clip_nthwc))
+
+    import keras  # KERAS_BACKEND was set by the parent
+
+    from videoswin import VideoSwinBackbone, VideoSwinClassifier
+
+    backbone = VideoSwinBackbone(**a, input_shape=tuple(clip) + (3,))
+    net = VideoSwinClassifier(backbone, NUM_CLASSES)
+    if impl == "torch":
+        import torch
+
+        x = torch.from_numpy(clip_nthwc)
+
+        def run():
+            with torch.no_grad():
+                return net(x, training=False)
+        return run
+    if impl == "jax":
+        import jax
+
+        trainable = [v.value for v in net.trainable_variables]
+        non_trainable = [v.value for v in net.non_trainable_variables]
+        forward = jax.jit(lambda tv, ntv, x: net.stateless_call(tv, ntv, x, training=False)[0])
+        x = jax.numpy.asarray(clip_nthwc)
+        return lambda: forward(trainable, non_trainable, x).block_until_ready()
+    if impl == "tensorflow":
+        import tensorflow as tf
+
+        forward = tf.function(lambda x: net(x, training=False), jit_compile=True)
+        x = tf.constant(clip_nthwc)
+        return lambda: forward(x).numpy()
+    raise ValueError(f"unknown implementation {impl!r}; expected one of {IMPLS}")
+
+
+def _shape(out):
+    return list(getattr(out, "shape", ()))
+
+
+def worker_forward(job):
+    """Time one (impl, model, clip, batch); returns a result dict."""
+    cpus = _pin(job["threads"])
+    if job["impl"] in ("mmaction2", "reference", "torch"):
+        import torch
+
+        torch.set_num_threads(job["threads"])
+    t0 = time.perf_counter()
+    run = _build(job["impl"], job["model"], job["clip"], job["batch"])
+    build_s = time.perf_counter() - t0
+    rss_built = _rss_mb()
+    t0 = time.perf_counter()
+    out = run()
+    first_s = time.perf_counter() - t0
+    for _ in range(job["warmup"] - 1):
+        run()
+    times = []
+    for _ in range(job["repeats"]):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {"build_s": build_s, "first_s": first_s, "times": times,
+            "median_s": statistics.median(times), "min_s": min(times),
+            "rss_built_mb": rss_built, "rss_peak_mb": _rss_mb(), "cpus": cpus,
+            "out_shape": _shape(out)}
+
+
+def worker_matmul(job):
+    """Float32 torch matmul throughput on the pinned CPUs (GFLOP/s, median)."""
+    cpus = _pin(job["threads"])
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    n = job.get("n", 2048)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(job.get("repeats", 10)):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"n": n, "median_s": median, "gflops": 2 * n ** 3 / median / 1e9,
+            "best_gflops": 2 * n ** 3 / min(times) / 1e9, "cpus": cpus}
+
+
+def worker_bare_save(job):
+    """The conversion floor: torch.load of the checkpoint + a Keras model's save_weights.
+
+    The name mapping is skipped: the freshly initialised weights are saved.
+    """
+    _pin(job["threads"])
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from converter.config import load_spec
+    from videoswin import VideoSwinBackbone, VideoSwinClassifier
+
+    spec = load_spec(job["config"])
+    state = torch.load(job["checkpoint"], map_location="cpu", weights_only=True)
+    backbone = VideoSwinBackbone(**spec.backbone_kwargs())
+    model = VideoSwinClassifier(backbone, spec.num_classes)
+    model.save_weights(os.path.join(job["output_dir"], "bare.weights.h5"))
+    return {"tensors": len(state["state_dict"]), "rss_peak_mb": _rss_mb()}
+
+
+def worker_profile(job):
+    """torch.profiler table of one forward (torch-based implementations)."""
+    _pin(job["threads"])
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    run = _build(job["impl"], job["model"], job["clip"], job["batch"])
+    run()
+    run()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=job["rows"])
+    return {"wall_s": wall, "table": table}
+
+
+WORKERS = {"forward": worker_forward, "matmul": worker_matmul, "bare_save": worker_bare_save,
+           "profile": worker_profile}
+
+
+# ------------------------------------------------------------------------------ parent
+
+def _child_env(backend=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(
+        filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    return env
+
+
+def _run_measured(cmd, env, timeout):
+    """Run `cmd` and return (returncode, stdout, stderr, wall s, peak RSS MiB) of that child."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err, text=True)
+        deadline = t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                status = None
+                break
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        proc.returncode = 0  # reaped by wait4; keep Popen from waiting again
+        out.seek(0)
+        err.seek(0)
+        code = None if status is None else os.waitstatus_to_exitcode(status)
+        return code, out.read(), err.read(), wall, usage.ru_maxrss / 1024.0
+
+
+def run_worker(kind, job, backend=None, timeout=3600):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(job)]
+    code, out, err, wall, rss = _run_measured(cmd, _child_env(backend), timeout)
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+            result.update(process_s=wall, process_rss_mb=rss)
+            return result
+    tail = (err or "").strip().splitlines()[-3:]
+    return {"error": f"exit {code}: " + " | ".join(tail)}
+
+
+def _macs(model, clip):
+    return _pure("flops").count_macs(tuple(clip), **_arch(model), num_classes=NUM_CLASSES).total
+
+
+def _label(impl):
+    return impl if impl in (BASELINE, "reference") else f"keras-{impl}"
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def bench_forward(args, log):
+    rows = []
+    for model in args.models:
+        for clip in args.clips:
+            macs = _macs(model, clip)
+            for batch in args.batch:
+                for impl in args.impls:
+                    job = dict(impl=impl, model=model, clip=list(clip), batch=batch,
+                               repeats=args.repeats, warmup=args.warmup, threads=args.threads)
+                    log(f"forward {model} {'x'.join(map(str, clip))} b{batch} {_label(impl)} ...")
+                    result = run_worker("forward", job,
+                                        backend=impl if impl in KERAS_IMPLS else None,
+                                        timeout=args.worker_timeout)
+                    result.update(job, gflop=2 * macs * batch / 1e9)
+                    if "median_s" in result:
+                        result["gflops"] = result["gflop"] / result["median_s"]
+                        log(f"  median {result['median_s']:.3f}s, first call "
+                            f"{result['first_s']:.1f}s, peak RSS {result['rss_peak_mb']:.0f} MiB")
+                    else:
+                        log(f"  failed: {result['error']}")
+                    rows.append(result)
+    return rows
+
+
+def bench_conversion(args, log):
+    """videoswin-convert (no parity) vs torch.load + save_weights, on a random checkpoint."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    sys.path.insert(0, ROOT)
+    from converter.config import load_spec
+    from converter.synthetic import random_checkpoint
+
+    config = os.path.join(ROOT, "configs", "recognition", "swin",
+                          CONVERT_CONFIGS[args.conversion] + ".py")
+    spec = load_spec(config)
+    with tempfile.TemporaryDirectory(prefix="videoswin-bench-") as scratch:
+        ckpt = os.path.join(scratch, f"{spec.name}.pth")
+        log(f"conversion: writing a random {args.conversion} checkpoint ...")
+        random_checkpoint(spec, 0, ckpt)
+        size_mb = os.path.getsize(ckpt) / 2 ** 20
+        env = _child_env("torch")
+        runs = {}
+        for rep in range(args.conversion_repeats):
+            out_dir = os.path.join(scratch, f"out{rep}")
+            cmd = [sys.executable, "-c", "from converter.cli import main; main()",
+                   "--config", config, "--checkpoint", ckpt, "--output-dir", out_dir,
+                   "--backends", "none", "--quiet"]
+            log(f"conversion: videoswin-convert run {rep + 1} ...")
+            code, _, err, wall, rss = _run_measured(cmd, env, args.worker_timeout)
+            if code != 0:
+                return {"error": f"videoswin-convert exit {code}: "
+                                 + " | ".join(err.strip().splitlines()[-3:]),
+                        "checkpoint_mb": size_mb}
+            written = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
+            runs.setdefault("convert", []).append((wall, rss, written / 2 ** 20))
+
+            bare_dir = os.path.join(scratch, f"bare{rep}")
+            os.makedirs(bare_dir)
+            job = dict(config=config, checkpoint=ckpt, output_dir=bare_dir,
+                       threads=args.threads)
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", "bare_save",
+                   json.dumps(job)]
+            log(f"conversion: bare load + save_weights run {rep + 1} ...")
+            code, _, err, wall, rss = _run_measured(cmd, env, args.worker_timeout)
+            if code != 0:
+                return {"error": f"bare save exit {code}: "
+                                 + " | ".join(err.strip().splitlines()[-3:]),
+                        "checkpoint_mb": size_mb}
+            written = sum(os.path.getsize(os.path.join(bare_dir, f))
+                          for f in os.listdir(bare_dir))
+            runs.setdefault("bare", []).append((wall, rss, written / 2 ** 20))
+    summary = {"config": spec.name, "checkpoint_mb": size_mb}
+    for name, values in runs.items():
+        summary[name] = {"wall_s": statistics.median(v[0] for v in values),
+                         "rss_peak_mb": max(v[1] for v in values), "written_mb": values[0][2]}
+    return summary
+
+
+# ----------------------------------------------------------------------------- report
+
+def markdown(meta, matmul, rows, conversion, profiles):
+    lines = [f"Run {meta['date']} on {meta['machine']}; {meta['threads']} threads (CPUs "
+             f"pinned), {meta['repeats']} timed runs after {meta['warmup']} warm-up; "
+             f"{meta['versions']}.", ""]
+    if "gflops" in matmul:
+        lines.append(f"float32 matmul ({matmul['n']}x{matmul['n']}, torch): "
+                     f"**{matmul['gflops']:.1f} GFLOP/s** median (best "
+                     f"{matmul['best_gflops']:.1f}).")
+    else:
+        lines.append(f"float32 matmul: failed ({matmul.get('error')})")
+    peak = matmul.get("gflops")
+    lines += ["", "Latency is the median seconds per forward pass of the batch (backbone + "
+              "I3D head, float32, inference). Speed-up = mmaction2 median / median. "
+              "GFLOP/s counts 2 x analytic MACs; '% mm' is against the matmul figure. First "
+              "call includes compilation (JAX, TF). Peak RSS is the worker process's.", "",
+              "| model | clip | batch | implementation | median s | min s | clips/s | "
+              "speed-up | GFLOP/s | % mm | first call s | peak RSS MiB |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = {(r["model"], tuple(r["clip"]), r["batch"]): r.get("median_s")
+            for r in rows if r["impl"] == BASELINE}
+    for r in rows:
+        clip = "x".join(map(str, r["clip"]))
+        head = f"| {r['model']} | {clip} | {r['batch']} | {_label(r['impl'])} |"
+        if "median_s" not in r:
+            lines.append(f"{head} failed: {r['error'][:120]} |||||||")
+            continue
+        ref = base.get((r["model"], tuple(r["clip"]), r["batch"]))
+        speedup = ref / r["median_s"] if ref else None
+        pct = 100 * r["gflops"] / peak if peak else None
+        lines.append(f"{head} {r['median_s']:.3f} | {r['min_s']:.3f} | "
+                     f"{r['batch'] / r['median_s']:.2f} | {_fmt(speedup, '.2f')} | "
+                     f"{r['gflops']:.1f} | {_fmt(pct, '.0f')} | {r['first_s']:.1f} | "
+                     f"{r['rss_peak_mb']:.0f} |")
+    lines += ["", *targets(rows, peak)]
+    lines += ["", "### Conversion", ""]
+    if conversion is None:
+        lines.append("Not run (`--conversion none`).")
+    elif "error" in conversion:
+        lines.append(f"Failed: {conversion['error']}")
+    else:
+        c, b = conversion["convert"], conversion["bare"]
+        ratio = c["wall_s"] / b["wall_s"]
+        rss_ratio = c["rss_peak_mb"] / conversion["checkpoint_mb"]
+        lines += [f"`{conversion['config']}`, random official-layout checkpoint of "
+                  f"{conversion['checkpoint_mb']:.0f} MiB; whole processes (imports "
+                  "included), median of the runs.", "",
+                  "| step | wall s | peak RSS MiB | written MiB |", "|---|---:|---:|---:|",
+                  f"| videoswin-convert --backends none | {c['wall_s']:.1f} | "
+                  f"{c['rss_peak_mb']:.0f} | {c['written_mb']:.0f} |",
+                  f"| torch.load + save_weights (floor) | {b['wall_s']:.1f} | "
+                  f"{b['rss_peak_mb']:.0f} | {b['written_mb']:.0f} |", "",
+                  f"- time: {ratio:.2f}x the floor (target <= {TARGET_CONVERT_TIME}x): "
+                  f"{'met' if ratio <= TARGET_CONVERT_TIME else 'MISSED'}",
+                  f"- peak RSS: {rss_ratio:.2f}x the checkpoint (target <= "
+                  f"{TARGET_CONVERT_RSS}x): {'met' if rss_ratio <= TARGET_CONVERT_RSS else 'MISSED'}"]
+    for name, prof in profiles.items():
+        lines += ["", f"### Profile: {name} (one forward, {prof.get('wall_s', 0):.3f} s under "
+                  "the profiler)", "", "```", prof.get("table", prof.get("error", "")).rstrip(),
+                  "```"]
+    return "\n".join(lines) + "\n"
+
+
+def targets(rows, peak):
+    """Lines checking the issue's targets where the run covers them."""
+    out = []
+    for model in sorted({r["model"] for r in rows}):
+        sel = {r["impl"]: r for r in rows if r["model"] == model and "median_s" in r
+               and tuple(r["clip"]) == TARGET_CLIP and r["batch"] == TARGET_BATCH}
+        if BASELINE not in sel:
+            continue
+        ref = sel[BASELINE]["median_s"]
+        keras = {k: v for k, v in sel.items() if k in KERAS_IMPLS}
+        if "torch" in keras:
+            s = ref / keras["torch"]["median_s"]
+            out.append(f"- {model}: keras-torch {s:.2f}x mmaction2 (target >= {TARGET_TORCH}x): "
+                       f"{'met' if s >= TARGET_TORCH else 'MISSED'}")
+        if keras:
+            best = min(keras, key=lambda k: keras[k]["median_s"])
+            s = ref / keras[best]["median_s"]
+            out.append(f"- {model}: fastest backend keras-{best} {s:.2f}x (target >= "
+                       f"{TARGET_BEST}x): {'met' if s >= TARGET_BEST else 'MISSED'}")
+            if peak:
+                frac = keras[best]["gflops"] / peak
+                out.append(f"- {model}: keras-{best} at {100 * frac:.0f}% of matmul GFLOP/s "
+                           f"(target >= {100 * TARGET_MATMUL:.0f}%): "
+                           f"{'met' if frac >= TARGET_MATMUL else 'MISSED'}")
+    if not out:
+        out.append("- Targets (32x224x224, batch 1, vs mmaction2) not covered by this run.")
+    return out
+
+
+def write_out(path, text):
+    """Replace the text between the markers of `path`, or write the whole file."""
+    block = f"{BEGIN}\n{text}{END}\n"
+    if os.path.exists(path):
+        with open(path) as handle:
+            old = handle.read()
+        if BEGIN in old and END in old:
+            head, rest = old.split(BEGIN, 1)
+            block = head + block + rest.split(END, 1)[1].lstrip("\n")
+    with open(path, "w") as handle:
+        handle.write(block)
+
+
+def _versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("keras", "torch", "jax", "tensorflow", "mmaction2"):
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _csv(value, cast=str):
+    return [cast(v) for v in value.split(",") if v.strip()]
+
+
+def _clip(value):
+    parts = value.lower().split("x")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"clip {value!r} is not TxHxW, e.g. 32x224x224")
+    return tuple(int(p) for p in parts)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=_csv, default=["tiny", "base"],
+                   help="comma-separated presets (tiny, small, base, large)")
+    p.add_argument("--clips", type=lambda v: [_clip(c) for c in _csv(v)],
+                   default=[(32, 224, 224), (16, 224, 224)], help="e.g. 32x224x224,16x224x224")
+    p.add_argument("--batch", type=lambda v: _csv(v, int), default=[1, 4])
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (>= 1)")
+    p.add_argument("--backends", type=_csv, default=list(IMPLS),
+                   help=f"implementations to run, from {','.join(IMPLS)}")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--conversion", choices=["none", *CONVERT_CONFIGS], default="base",
+                   help="model for the conversion benchmark")
+    p.add_argument("--conversion-repeats", type=int, default=1)
+    p.add_argument("--profile", type=_csv, default=[],
+                   help="also profile these torch-based implementations (torch, mmaction2, "
+                        "reference) on the first model/clip/batch")
+    p.add_argument("--worker-timeout", type=int, default=3600)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny, 8x112x112, batch 1, conversion of tiny: a few minutes")
+    p.add_argument("--out", help="Markdown file to write (between benchmark markers)")
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--worker", nargs=2, metavar=("KIND", "JOB"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.clips, args.batch = ["tiny"], [(8, 112, 112)], [1]
+        if args.conversion == "base":
+            args.conversion = "tiny"
+    unknown = [b for b in args.backends if b not in IMPLS]
+    if unknown:
+        p.error(f"unknown --backends {unknown}; choose from {', '.join(IMPLS)}")
+    if args.warmup < 1 or args.repeats < 1:
+        p.error("--warmup and --repeats must be >= 1")
+    args.impls = [i for i in IMPLS if i in args.backends]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        kind, job = args.worker
+        print("RESULT " + json.dumps(WORKERS[kind](json.loads(job))), flush=True)
+        return 0
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    sys.path.insert(0, ROOT)
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), threads=args.threads,
+                repeats=args.repeats, warmup=args.warmup, versions=_versions(),
+                machine=f"{_cpu_name()}, {os.cpu_count()} CPUs, Python "
+                        f"{platform.python_version()}", argv=sys.argv[1:])
+    log("matmul ...")
+    matmul = run_worker("matmul", {"threads": args.threads}, timeout=args.worker_timeout)
+    rows = bench_forward(args, log)
+    conversion = None if args.conversion == "none" else bench_conversion(args, log)
+    profiles = {}
+    for impl in args.profile:
+        job = dict(impl=impl, model=args.models[0], clip=list(args.clips[0]),
+                   batch=args.batch[0], threads=args.threads, rows=15)
+        log(f"profile {_label(impl)} ...")
+        backend = "torch" if impl == "torch" else None
+        name = f"{_label(impl)}, {args.models[0]} {'x'.join(map(str, args.clips[0]))} " \
+               f"batch {args.batch[0]}"
+        profiles[name] = run_worker("profile", job, backend=backend, timeout=args.worker_timeout)
+    text = markdown(meta, matmul, rows, conversion, profiles)
+    print(text)
+    if args.out:
+        write_out(args.out, text)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(dict(meta=meta, matmul=matmul, forward=rows, conversion=conversion,
+                           profiles=profiles), handle, indent=1)
+    failed = [r for r in rows if "error" in r] or (conversion or {}).get("error")
+    return 1 if failed or "error" in matmul else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
