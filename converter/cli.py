@@ -237,9 +237,16 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
         _fail("parity check failed; see the report above and "
               f"{manifest['output_dir']}/{manifest['config']}.parity.json")
     if push_to_hub:
-        from converter.publish import publish
+        from converter.publish import PublishError, publish
 
-        publish(manifest["output_dir"], push_to_hub)
+        try:
+            result = publish(manifest["output_dir"], push_to_hub,
+                             log=None if quiet else (lambda m: click.echo(m, err=True)))
+        except PublishError as err:
+            _fail(f"the artifacts in {manifest['output_dir']} are intact, but publishing "
+                  f"failed: {err}")
+        click.echo(f"published to {result.url or push_to_hub} at {result.revision} "
+                   f"({'new commit ' + str(result.commit) if result.committed else 'unchanged'})")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},

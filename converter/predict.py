@@ -154,6 +154,8 @@ def _load_model(ref):
 
     import videoswin  # noqa: F401  (registers the classes .keras files name)
 
+    if ref.startswith("hf://"):
+        return _load_preset(ref), None, ref
     path = Path(ref)
     if path.is_dir():
         manifest = _read_manifest(path / MANIFEST)
