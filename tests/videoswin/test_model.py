@@ -178,6 +178,7 @@ np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
 
 
 def test_keras_file_loads_on_the_other_backends(tmp_path):
+    keras.utils.set_random_seed(0)
     model = videoswin.VideoSwinClassifier(videoswin.VideoSwinBackbone(**TINY), 5)
     x = _clips((2, 5, 36, 44, 3))
     np.save(tmp_path / "x.npy", x)
@@ -190,4 +191,6 @@ def test_keras_file_loads_on_the_other_backends(tmp_path):
         proc = subprocess.run([sys.executable, "-c", CROSS, str(path), str(tmp_path / "x.npy"),
                                str(out)], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        np.testing.assert_allclose(np.load(out), want, atol=1e-6, err_msg=other)
+        # 1e-6 on the logits' scale: backends differ only in float summation order.
+        scale = max(1.0, float(np.abs(want).max()))
+        assert np.abs(np.load(out) - want).max() <= 1e-6 * scale, other
