@@ -12,7 +12,7 @@ for backend in $backends; do
     log="$(mktemp)"
     KERAS_BACKEND="$backend" "$PY" -m pytest -q "$@" 2>&1 | tee "$log"
     code=${PIPESTATUS[0]}
-    summary[$backend]="$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$log" | tail -1 | tr -d '=' | xargs)"
+    summary[$backend]="$(grep -E '[0-9]+ (passed|failed|skipped|errors?|deselected)|no tests ran' "$log" | tail -1 | tr -d '=' | xargs)"
     rm -f "$log"
     # Exit 5 means no test was collected: that is a failure here, never a pass.
     if [[ $code -ne 0 ]]; then status[$backend]="FAILED (exit $code)"; failed=1; else status[$backend]="ok"; fi
