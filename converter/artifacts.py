@@ -79,11 +79,34 @@ def _plain(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def keras_archive(model, weights_path, target):
+    """Write `target` (.keras) from `model`'s config and its already written `.weights.h5`.
+
+    A `.keras` file is a zip of config.json, metadata.json and model.weights.h5, the same
+    HDF5 layout that `save_weights` writes; copying that file in (uncompressed, as Keras
+    does) avoids serialising hundreds of MB of weights a second time.
+    """
+    import datetime
+    import zipfile
+
+    import keras
+
+    config = json.dumps(keras.saving.serialize_keras_object(model))
+    metadata = json.dumps({"keras_version": keras.__version__,
+                           "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("metadata.json", metadata)
+        archive.writestr("config.json", config)
+        archive.write(weights_path, "model.weights.h5")
+
+
 def save_models(stage, stem, classifier, backbone):
     """Save `.weights.h5` and `.keras` for the classifier (if any) and the backbone."""
+    pieces = [(backbone, f"{stem}_backbone")]
     if classifier is not None:
-        classifier.save_weights(os.path.join(stage, f"{stem}.weights.h5"))
-        classifier.save(os.path.join(stage, f"{stem}.keras"))
-    backbone.save_weights(os.path.join(stage, f"{stem}_backbone.weights.h5"))
-    backbone.save(os.path.join(stage, f"{stem}_backbone.keras"))
+        pieces.insert(0, (classifier, stem))
+    for model, base in pieces:
+        weights = os.path.join(stage, f"{base}.weights.h5")
+        model.save_weights(weights)
+        keras_archive(model, weights, os.path.join(stage, f"{base}.keras"))
     return names(stem, classifier is not None)

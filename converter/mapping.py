@@ -105,7 +105,7 @@ def _shape(a):
 def plan(model, state, window_size, rules=RULES, ignore_head=False):
     """Match source tensors to Keras variables without assigning; returns (pairs, coverage).
 
-    `pairs` maps keras path -> laid-out NumPy array. Raises `MappingError` listing every
+    `pairs` maps keras path -> laid-out NumPy view (no copy yet). Raises `MappingError` listing every
     unmapped key, unfilled variable and shape mismatch together.
     """
     variables = keras_variables(model)
@@ -134,7 +134,7 @@ def plan(model, state, window_size, rules=RULES, ignore_head=False):
         if path in pairs:
             duplicated.append(f"{key} and {sources[path]} -> {path}")
             continue
-        array = np.ascontiguousarray(rule.layout(np.asarray(value)), dtype=np.float32)
+        array = rule.layout(np.asarray(value))
         want = tuple(variables[path].shape)
         if array.shape != want:
             mismatched.append(f"{key}: checkpoint {_shape(value)} (as Keras "
@@ -167,5 +167,7 @@ def assign(model, state, window_size, rules=RULES, ignore_head=False):
     pairs, coverage = plan(model, state, window_size, rules, ignore_head)
     variables = keras_variables(model)
     for path, array in pairs.items():
-        variables[path].assign(array)
+        # One variable at a time: the checkpoint stays memory-mapped and only one laid-out
+        # copy exists at once.
+        variables[path].assign(np.ascontiguousarray(array, dtype=np.float32))
     return coverage

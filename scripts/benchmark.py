@@ -63,6 +63,15 @@ def _pin(threads):
 
 
 def _rss_mb():
+    """Peak RSS of this process in MiB. VmHWM, because Linux carries the parent's RSS at
+    fork into the child's ru_maxrss (through exec); getrusage where /proc is missing."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
@@ -263,6 +272,18 @@ def worker_bare_save(job):
     return {"tensors": len(state["state_dict"]), "rss_peak_mb": _rss_mb()}
 
 
+def worker_checkpoint(job):
+    """A random official-layout checkpoint for a config (kept out of the parent, whose RSS
+    every child's ru_maxrss would otherwise start from)."""
+    from converter.config import load_spec
+    from converter.synthetic import random_checkpoint
+
+    spec = load_spec(job["config"])
+    path = os.path.join(job["dir"], f"{spec.name}.pth")
+    random_checkpoint(spec, 0, path)
+    return {"name": spec.name, "path": path}
+
+
 def worker_imports(job):
     """What every conversion process pays before any work: the imports alone."""
     _pin(job["threads"])
@@ -295,7 +316,8 @@ def worker_profile(job):
 
 
 WORKERS = {"forward": worker_forward, "matmul": worker_matmul, "bare_save": worker_bare_save,
-           "imports": worker_imports, "profile": worker_profile}
+           "imports": worker_imports, "checkpoint": worker_checkpoint,
+           "profile": worker_profile}
 
 
 # ------------------------------------------------------------------------------ parent
@@ -309,7 +331,10 @@ def _child_env(backend=None):
 
 
 def _run_measured(cmd, env, timeout):
-    """Run `cmd` and return (returncode, stdout, stderr, wall s, peak RSS MiB) of that child."""
+    """Run `cmd` and return (returncode, stdout, stderr, wall s, peak RSS MiB) of that child.
+
+    The child's ru_maxrss starts from this (small) parent's RSS at fork: keep the parent light.
+    """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err, text=True)
@@ -382,18 +407,15 @@ def bench_forward(args, log):
 
 def bench_conversion(args, log):
     """videoswin-convert (no parity) vs torch.load + save_weights, on a random checkpoint."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    sys.path.insert(0, ROOT)
-    from converter.config import load_spec
-    from converter.synthetic import random_checkpoint
-
     config = os.path.join(ROOT, "configs", "recognition", "swin",
                           CONVERT_CONFIGS[args.conversion] + ".py")
-    spec = load_spec(config)
     with tempfile.TemporaryDirectory(prefix="videoswin-bench-") as scratch:
-        ckpt = os.path.join(scratch, f"{spec.name}.pth")
         log(f"conversion: writing a random {args.conversion} checkpoint ...")
-        random_checkpoint(spec, 0, ckpt)
+        made = run_worker("checkpoint", {"config": config, "dir": scratch}, backend="torch",
+                          timeout=args.worker_timeout)
+        if "error" in made:
+            return {"error": f"random checkpoint: {made['error']}", "checkpoint_mb": 0.0}
+        ckpt = made["path"]
         size_mb = os.path.getsize(ckpt) / 2 ** 20
         env = _child_env("torch")
         runs = {}
@@ -432,7 +454,7 @@ def bench_conversion(args, log):
             code, _, err, wall, rss = _run_measured(cmd, env, args.worker_timeout)
             if code == 0:
                 runs.setdefault("imports", []).append((wall, rss, 0.0))
-    summary = {"config": spec.name, "checkpoint_mb": size_mb}
+    summary = {"config": made["name"], "checkpoint_mb": size_mb}
     for name, values in runs.items():
         summary[name] = {"wall_s": statistics.median(v[0] for v in values),
                          "rss_peak_mb": max(v[1] for v in values), "written_mb": values[0][2]}
@@ -454,13 +476,17 @@ def markdown(meta, matmul, rows, conversion, profiles):
     else:
         lines.append(f"float32 matmul: failed ({matmul.get('error')})")
     peak = matmul.get("gflops")
-    lines += ["", "Latency is the median seconds per forward pass of the batch (backbone + "
-              "I3D head, float32, inference). Speed-up = mmaction2 median / median. "
-              "GFLOP/s counts 2 x analytic MACs; '% mm' is against the matmul figure. First "
-              "call includes compilation (JAX, TF). Peak RSS is the worker process's.", "",
-              "| model | clip | batch | implementation | median s | min s | clips/s | "
-              "speed-up | GFLOP/s | % mm | first call s | peak RSS MiB |",
-              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if rows:
+        lines += ["", "Latency is the median seconds per forward pass of the batch (backbone "
+                  "+ I3D head, float32, inference). Speed-up = mmaction2 median / median. "
+                  "GFLOP/s counts 2 x analytic MACs; '% mm' is against the matmul figure. "
+                  "First call includes compilation (JAX, TF). Peak RSS is the worker "
+                  "process's.", "",
+                  "| model | clip | batch | implementation | median s | min s | clips/s | "
+                  "speed-up | GFLOP/s | % mm | first call s | peak RSS MiB |",
+                  "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    else:
+        lines += ["", "Forward benchmark not run (`--backends none`)."]
     base = {(r["model"], tuple(r["clip"]), r["batch"]): r.get("median_s")
             for r in rows if r["impl"] == BASELINE}
     for r in rows:
@@ -545,15 +571,16 @@ def targets(rows, peak):
 
 def write_out(path, text):
     """Replace the text between the markers of `path`, or write the whole file."""
-    block = f"{BEGIN}\n{text}{END}\n"
+    block = f"{BEGIN}\n{text}{END}"
+    rest = "\n"
     if os.path.exists(path):
         with open(path) as handle:
             old = handle.read()
         if BEGIN in old and END in old:
-            head, rest = old.split(BEGIN, 1)
-            block = head + block + rest.split(END, 1)[1].lstrip("\n")
+            head, after = old.split(BEGIN, 1)
+            block, rest = head + block, after.split(END, 1)[1]
     with open(path, "w") as handle:
-        handle.write(block)
+        handle.write(block + rest)
 
 
 def _versions():
