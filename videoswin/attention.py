@@ -67,20 +67,23 @@ class WindowAttention3D(keras.layers.Layer):
         if region_ids is None:
             # x: (B*nW, N, C); attention batch = B*nW, heads = heads.
             qkv = ops.reshape(qkv, (-1, n, 3, heads, self.head_dim))
-            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))               # (3, B*nW, h, N, d)
             bias = bias[None]
         else:
             # x: (B, N, nW, C); attention batch = B, heads = nW*heads.
             num_windows = x.shape[2]
-            qkv = ops.reshape(qkv, (-1, n, num_windows, 3, heads * self.head_dim))
-            q, k, v = (ops.reshape(qkv[:, :, :, i], (-1, n, num_windows * heads, self.head_dim))
-                       for i in range(3))
+            qkv = ops.reshape(qkv, (-1, n, num_windows, 3, heads, self.head_dim))
+            qkv = ops.transpose(qkv, (3, 0, 2, 4, 1, 5))            # (3, B, nW, h, N, d)
+            qkv = ops.reshape(qkv, (3, -1, num_windows * heads, n, self.head_dim))
             # -100, not -inf: the official mask value; exp(-100) underflows to 0 in float32
             # yet keeps rows finite. Built here from (nW, N) labels: a cheap compare.
             ids = ops.convert_to_tensor(region_ids)
             mask = ops.where(ops.not_equal(ids[:, None, :], ids[:, :, None]), -100.0, 0.0)
             bias = ops.cast(bias, mask.dtype)
             bias = ops.reshape(bias[None] + mask[:, None], (1, num_windows * heads, n, n))
+        # Heads-major (batch, heads, N, d) in memory, handed over as (batch, N, heads, d)
+        # views: on torch the fused kernel then needs no extra copies of q, k and v.
+        q, k, v = (ops.transpose(qkv[i], (0, 2, 1, 3)) for i in range(3))
         bias = ops.cast(bias, q.dtype)
         if training and self.attn_drop > 0:
             out = self._explicit_attention(q, k, v, bias, training)
