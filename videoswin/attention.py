@@ -55,9 +55,11 @@ class WindowAttention3D(keras.layers.Layer):
         window was clamped: that is what the official model does, so we keep it.
         """
         index = windows.relative_position_index(self.window_size)[:n, :n].reshape(-1)
-        bias = ops.take(self.relative_position_bias_table, ops.convert_to_tensor(index), axis=0)
-        bias = ops.reshape(bias, (n, n, self.num_heads))
-        return ops.transpose(bias, (2, 0, 1))
+        # Gather along the transposed table: the result is already (heads, n, n) in
+        # memory, so no backend has to copy it again on the way to the attention kernel.
+        table = ops.transpose(self.relative_position_bias_table)
+        bias = ops.take(table, ops.convert_to_tensor(index), axis=1)
+        return ops.reshape(bias, (self.num_heads, n, n))
 
     def call(self, x, region_ids=None, training=None):
         n, c = x.shape[1], x.shape[-1]

@@ -26,6 +26,7 @@ class VideoSwinBackbone(keras.Model):
         patch_norm: LayerNorm after the patch embedding.
         input_shape: `(T, H, W, C)`; `None` dims accept any size in eager or jit calls.
         include_preprocessing: take RGB 0-255 and normalise with `mean` / `std` inside.
+        frozen_layers: names of top-level layers to freeze (see `videoswin.finetune`).
         return_stages: output a dict `stage_0` .. `stage_{n-1}` of each stage's features
             before patch merging, the last one after the final norm.
     """
@@ -35,7 +36,7 @@ class VideoSwinBackbone(keras.Model):
                  qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.1,
                  patch_norm=True, input_shape=(None, None, None, 3),
                  include_preprocessing=False, mean=MEAN, std=STD, return_stages=False,
-                 dtype=None, **kwargs):
+                 frozen_layers=(), dtype=None, **kwargs):
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} "
                              "must have the same length")
@@ -86,6 +87,8 @@ class VideoSwinBackbone(keras.Model):
         self.std = tuple(float(s) for s in std)
         self.return_stages = bool(return_stages)
         self.num_features = dim
+        for layer_name in frozen_layers:
+            self.get_layer(layer_name).trainable = False
 
     def get_config(self):
         return {
@@ -108,6 +111,9 @@ class VideoSwinBackbone(keras.Model):
             "mean": self.mean,
             "std": self.std,
             "return_stages": self.return_stages,
+            # Frozen stages survive a .keras round trip (and match the saved optimizer state).
+            "frozen_layers": [layer.name for layer in self.layers
+                              if layer.weights and not layer.trainable],
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 

@@ -39,9 +39,7 @@ def relative_position_index(window):
     rel = rel + (np.asarray(window) - 1)
     _, wh, ww = window
     index = rel[..., 0] * (2 * wh - 1) * (2 * ww - 1) + rel[..., 1] * (2 * ww - 1) + rel[..., 2]
-    index = index.astype("int32")
-    index.setflags(write=False)
-    return index
+    return index.astype("int32")
 
 
 def _regions(window, shift):
@@ -63,9 +61,7 @@ def shift_region_ids(padded, window, shift):
             for w in _regions(window[2], shift[2]):
                 labels[d, h, w] = count
                 count += 1
-    ids = partition_numpy(labels[None, ..., None], window)[..., 0]
-    ids.setflags(write=False)
-    return ids
+    return partition_numpy(labels[None, ..., None], window)[..., 0]
 
 
 def partition_numpy(x, window):

@@ -46,8 +46,10 @@ def forward(model, x, training=False):
     if BACKEND == "torch" and not training:
         import torch
 
-        with torch.no_grad():  # also keeps torch's attention kernel choice independent
-            return np_out(model(x, training=False))  # of which weights require grad
+        # no_grad also makes torch's attention kernel choice independent of which weights
+        # require grad (frozen or not), so reloaded models compare bit for bit.
+        with torch.no_grad():
+            return np_out(model(x, training=False))
     if BACKEND != "jax":
         return np_out(model(x, training=training))
     import jax
@@ -90,7 +92,8 @@ def finetuned():
     backbone = tiny_backbone(drop_path_rate=0.1)
     frozen = freeze_stages(backbone, FROZEN)
     model = VideoSwinClassifier(backbone, NUM_CLASSES, dropout=0.2)
-    model.compile(optimizer=keras.optimizers.AdamW(2e-3),
+    # Adam without weight decay: a weight changes only if a gradient reached it.
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=BACKEND == "jax")
     x, y = separable_set(24)
@@ -177,9 +180,6 @@ def test_save_and_reload_give_identical_predictions(finetuned, tmp_path):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="VideoSwinBackbone.get_config does not record which "
-                   "layers are frozen, so a reloaded .keras trains every stage (and skips the "
-                   "saved optimizer state); re-apply freeze_stages after loading")
 def test_keras_file_keeps_frozen_stages(finetuned, tmp_path):
     model = finetuned["model"]
     model.save(tmp_path / "ft.keras")
@@ -190,18 +190,20 @@ def test_keras_file_keeps_frozen_stages(finetuned, tmp_path):
 
 @pytest.mark.parametrize("rate", ["drop_rate", "attn_drop_rate", "drop_path_rate", "head"])
 def test_stochastic_layers_act_only_in_training(rate):
-    # One stage of two blocks is enough (drop-path rises from 0 on the first block) and
-    # keeps JAX compiles short.
+    # One stage of two blocks is enough and keeps JAX compiles short. Drop-path rises
+    # linearly from 0, so only the second block has it: rate 0.5 there.
     one_stage = dict(TINY, depths=(2,), num_heads=(1,))
     if rate == "head":
         backbone = VideoSwinBackbone(**one_stage, input_shape=CLIP, drop_path_rate=0.0)
         model = VideoSwinClassifier(backbone, NUM_CLASSES, dropout=0.5)
     else:
+        value = 0.5 if rate == "drop_path_rate" else 0.9
         model = VideoSwinBackbone(**one_stage, input_shape=CLIP,
-                                  **{"drop_path_rate": 0.0, rate: 0.9})
-    # No seeding (keras.utils.set_random_seed imports TensorFlow): with 8 clips and rates
-    # this high, two training calls agree by chance with probability below 1e-6.
-    x, _ = separable_set(8)
+                                  **{"drop_path_rate": 0.0, rate: value})
+    # No seeding (keras.utils.set_random_seed imports TensorFlow). The rarest case is
+    # drop-path: two calls draw the same keep/drop for a clip's two residual branches with
+    # probability 1/4, so all 16 clips agree with probability 4**-16, about 2e-10.
+    x, _ = separable_set(16)
     with cheap_jax_rng():
         infer = [forward(model, x) for _ in range(2)]
         train = [forward(model, x, training=True) for _ in range(2)]
