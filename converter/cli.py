@@ -210,10 +210,6 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
     is written when a step before parity fails; a parity failure keeps the artifacts,
     records "failed" in the manifest and exits with status 1.
     """
-    if os.environ["KERAS_BACKEND"] != "tensorflow" and "tensorflow" not in sys.modules:
-        # Keras's serialiser imports TensorFlow whenever it is installed, even on other
-        # backends, costing seconds and ~450 MB; this process never needs it.
-        sys.modules["tensorflow"] = None
     from converter.artifacts import OutputError
     from converter.checkpoint import CheckpointError
     from converter.config import ConfigError

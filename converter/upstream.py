@@ -30,23 +30,34 @@ def available():
 
 @functools.lru_cache(maxsize=None)
 def swin_module():
-    """The module object of `mmaction/models/backbones/swin.py`."""
+    """The module object of `mmaction/models/backbones/swin.py` (cached).
+
+    The file needs `mmaction.registry.MODELS` only for its decorator: a private mmengine
+    registry stands in while it executes, then the previous entry is restored, so the
+    real `mmaction` package and its registry are never touched.
+    """
+    import warnings
+
+    from mmengine.registry import Registry
+
     path = source_path()
     if path is None:
         raise ImportError("mmaction2 is not installed")
-    if "mmaction.registry" not in sys.modules:
-        registry = types.ModuleType("mmaction.registry")
-
-        class _Registry:
-            def register_module(self, *args, **kwargs):
-                return args[0] if args and callable(args[0]) else (lambda cls: cls)
-
-        registry.MODELS = _Registry()
-        sys.modules.setdefault("mmaction", types.ModuleType("mmaction"))
-        sys.modules["mmaction.registry"] = registry
-    module_spec = importlib.util.spec_from_file_location("_mmaction_swin", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    stub = types.ModuleType("mmaction.registry")
+    stub.MODELS = Registry("videoswin-oracle-models")
+    saved = sys.modules.get("mmaction.registry")
+    sys.modules["mmaction.registry"] = stub
+    try:
+        module_spec = importlib.util.spec_from_file_location("_mmaction_swin", path)
+        module = importlib.util.module_from_spec(module_spec)
+        with warnings.catch_warnings():   # mmcv's imports use deprecated torch.jit APIs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module_spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["mmaction.registry"]
+        else:
+            sys.modules["mmaction.registry"] = saved
     return module
 
 

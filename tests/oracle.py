@@ -2,63 +2,35 @@
 
 mmaction2's package `__init__` chain breaks here (its `models` package imports a missing
 `localizers/drn`), so `load_swin_module()` execs `mmaction/models/backbones/swin.py` by
-file path. That file only needs `mmaction.registry.MODELS` for its decorator; a private
-mmengine registry stands in for it, so the real registry is never touched and loading
-twice cannot collide. Importing mmcv/mmengine/einops is left to the file itself.
+file path (`converter.upstream.swin_module`).
 
 `make_oracle` wraps the backbone with an I3D-style head and randomises every parameter;
 the exporters give its weights in the official 0.x, mmaction2 1.x and torchvision layouts.
 """
 
-import importlib.util
-import sys
-import types
 import warnings
 from collections import OrderedDict
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from converter import upstream
 from converter.synthetic import randomize_
 
 
 def swin_source_path():
-    """Path of mmaction2's `models/backbones/swin.py`, found without importing mmaction."""
-    spec = importlib.util.find_spec("mmaction")
-    if spec is None or not spec.submodule_search_locations:
+    """Path of mmaction2's `models/backbones/swin.py`."""
+    path = upstream.source_path()
+    if path is None:
         raise ImportError("mmaction2 is not installed (needed for the oracle)")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "models" / "backbones" / "swin.py"
-        if path.is_file():
-            return path
-    raise ImportError(f"no models/backbones/swin.py under {list(spec.submodule_search_locations)}")
+    return Path(path)
 
 
-@lru_cache(maxsize=None)
 def load_swin_module():
-    """mmaction2's swin.py as a standalone module (cached)."""
-    from mmengine.registry import Registry
-
-    path = swin_source_path()
-    stub = types.ModuleType("mmaction.registry")
-    stub.MODELS = Registry("oracle-models")
-    saved = sys.modules.get("mmaction.registry")
-    sys.modules["mmaction.registry"] = stub
-    try:
-        spec = importlib.util.spec_from_file_location("_oracle_mmaction_swin", path)
-        module = importlib.util.module_from_spec(spec)
-        with warnings.catch_warnings():     # mmcv's imports use deprecated torch.jit APIs
-            warnings.simplefilter("ignore", DeprecationWarning)
-            spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            del sys.modules["mmaction.registry"]
-        else:
-            sys.modules["mmaction.registry"] = saved
-    return module
+    """mmaction2's swin.py as a standalone module (cached; see `converter.upstream`)."""
+    return upstream.swin_module()
 
 
 class _Head(nn.Module):
