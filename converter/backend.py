@@ -25,3 +25,20 @@ def select_backend(default=DEFAULT_BACKEND):
             raise SystemExit(f"keras was imported with backend {actual!r} before "
                              f"KERAS_BACKEND={backend!r} could take effect")
     return backend
+
+
+def keras_free(name):
+    """`videoswin.<name>` (a pure-Python module such as presets or flops), loaded from its
+    file without running `videoswin/__init__`, which imports keras: config parsing and the
+    zoo must not pick the backend or pay for keras."""
+    import importlib.util
+
+    qualified = f"videoswin.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    package = importlib.util.find_spec("videoswin")
+    path = os.path.join(list(package.submodule_search_locations)[0], f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_videoswin_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -13,11 +13,10 @@ never depend on the clip size: the window is clamped at run time, not here.
 
 import ast
 import difflib
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
+from converter.backend import keras_free
 from converter.spec import Checkpoint, Metrics, ModelSpec, TestPipeline
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
@@ -283,16 +282,8 @@ def _triple(value, key, err):
 
 
 def _preset_archs():
-    """`videoswin.presets.ARCHS`, read without importing the `videoswin` package: its
-    `__init__` imports keras, which must wait until an entry point has chosen the backend."""
-    if "videoswin.presets" in sys.modules:
-        return sys.modules["videoswin.presets"].ARCHS
-    package = importlib.util.find_spec("videoswin")
-    file = Path(package.submodule_search_locations[0]) / "presets.py"
-    spec = importlib.util.spec_from_file_location("_videoswin_presets", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ARCHS
+    """`videoswin.presets.ARCHS`, read without importing keras (see `keras_free`)."""
+    return keras_free("presets").ARCHS
 
 
 def _preset_name(fields):

@@ -44,11 +44,10 @@ def reference_outputs(spec, state, clips, reference="auto"):
 
     from converter.reference import VideoSwinReference
 
-    model = VideoSwinReference.from_spec(spec)
     head = any(k.startswith("cls_head.") for k in state) and spec.num_classes
     if not head:
         state = {k: v for k, v in state.items() if not k.startswith("cls_head.")}
-        model = VideoSwinReference.from_spec(spec, num_classes=None)
+    model = VideoSwinReference.from_spec(spec, num_classes=spec.num_classes if head else None)
     model.load_canonical({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     model.eval()
     with torch.no_grad():

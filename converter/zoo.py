@@ -11,7 +11,6 @@ mapping, not a published checkpoint, so they must not show up as conversions.
 """
 
 import difflib
-import importlib.util
 import json
 import re
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from converter.backend import keras_free
 from converter.config import CONFIG_ROOT, list_configs, load_spec
 
 ROOT = CONFIG_ROOT.parent
@@ -44,16 +44,8 @@ class ZooError(ValueError):
 
 
 def _flops_module():
-    """`videoswin.flops`, loaded without running `videoswin/__init__` (which imports keras
-    and would cost seconds, and must wait for an entry point's backend choice)."""
-    if "videoswin.flops" in sys.modules:
-        return sys.modules["videoswin.flops"]
-    package = importlib.util.find_spec("videoswin")
-    path = Path(package.submodule_search_locations[0]) / "flops.py"
-    spec = importlib.util.spec_from_file_location("_videoswin_flops", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """`videoswin.flops`, read without importing keras (see `keras_free`)."""
+    return keras_free("flops")
 
 
 def spec_params(spec, with_head=True):

@@ -76,15 +76,12 @@ def _rss_mb():
 
 
 def _pure(name):
-    """videoswin/<name>.py (pure Python) without the package, whose __init__ imports keras:
-    the mmaction2 and reference workers must not pay for keras in time or memory."""
-    import importlib.util
+    """videoswin/<name>.py without the package's keras import: the mmaction2 and reference
+    workers must not pay for keras in time or memory."""
+    sys.path.insert(0, ROOT)
+    from converter.backend import keras_free
 
-    path = os.path.join(ROOT, "videoswin", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_bench_videoswin_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return keras_free(name)
 
 
 def _arch(model):
@@ -92,30 +89,11 @@ def _arch(model):
 
 
 def _load_mmaction_swin():
-    """mmaction2's swin.py: via tests/oracle.py when present, else loaded here by path."""
+    """mmaction2's swin.py, loaded by file path (`converter.upstream`)."""
     sys.path.insert(0, ROOT)
-    try:
-        from tests.oracle import load_swin_module
-    except ImportError:
-        load_swin_module = None
-    if load_swin_module is not None:
-        return load_swin_module()
-    import importlib.util
-    import types
+    from converter.upstream import swin_module
 
-    from mmengine.registry import Registry
-
-    spec = importlib.util.find_spec("mmaction")
-    path = os.path.join(spec.submodule_search_locations[0], "models", "backbones", "swin.py")
-    # The file registers itself in mmaction.registry.MODELS; a private registry stands in
-    # so that the (broken here) mmaction.models package is never imported.
-    stub = types.ModuleType("mmaction.registry")
-    stub.MODELS = Registry("benchmark")
-    sys.modules["mmaction.registry"] = stub
-    spec = importlib.util.spec_from_file_location("_bench_mmaction_swin", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return swin_module()
 
 
 def _torch_runner(net, x):

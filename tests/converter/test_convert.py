@@ -5,6 +5,7 @@ Each pytest pass converts on its own backend and runs parity on that backend.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -84,30 +85,21 @@ def _build(spec):
     return videoswin.VideoSwinClassifier(backbone, spec.num_classes)
 
 
-def _swap_norms(rules):
-    out = []
-    for rule in rules:
-        if "(norm1|norm2)" in rule.source:
-            # norm1 <-> norm2: equal shapes, so only the oracle can tell.
-            rule = mapping.Rule(rule.source, rule.target.replace("{2}", "{swap}"), rule.layout)
-            rule = _Swapped(rule)
-        out.append(rule)
-    return tuple(out)
-
-
-class _Swapped(mapping.Rule):
-    def __init__(self, rule):
-        super().__init__(rule.source, rule.target, rule.layout)
+class _SwappedNorms(mapping.Rule):
+    """norm1 <-> norm2: equal shapes, so only the oracle can tell."""
 
     def match(self, key):
-        import re
-
         found = re.fullmatch(self.source, key)
         if not found:
             return None
         i, j, norm = found.groups()
-        other = "norm2" if norm == "norm1" else "norm1"
-        return self.target.format(i, j, swap=other)
+        return f"layers_{i}/blocks_{j}/{'norm2' if norm == 'norm1' else 'norm1'}/" + \
+            self.target.rsplit("/", 1)[1]
+
+
+def _swap_norms(rules):
+    return tuple(_SwappedNorms(r.source, r.target, r.layout) if "(norm1|norm2)" in r.source
+                 else r for r in rules)
 
 
 @pytest.mark.parametrize("sabotage", ["norm1_norm2_swapped", "attn_proj_not_transposed"])
