@@ -1,6 +1,7 @@
 """Window multi-head self-attention with a 3-D relative position bias."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from videoswin import windows
@@ -10,10 +11,9 @@ from videoswin import windows
 class WindowAttention3D(keras.layers.Layer):
     """W-MSA / SW-MSA of Video Swin (the official `attn` module).
 
-    Takes windows in one of two layouts (see `windows.window_partition`):
-    - `(B*nW, N, C)` without a shift mask: one `(1, heads, N, N)` bias for all windows;
-    - `(B, N, nW, C)` with `region_ids` `(nW, N)`: windows are folded into the heads axis,
-      so the per-window mask is one `(1, nW*heads, N, N)` bias that broadcasts over the batch.
+    Windows arrive grouped by shift mask (`windows.window_plan`), so each group needs one
+    `(1, heads, N, N)` bias (relative position bias plus that group's mask) that broadcasts
+    over its windows and the batch.
     """
 
     def __init__(self, dim, num_heads, window_size=(8, 7, 7), qkv_bias=True, qk_scale=None,
@@ -61,37 +61,39 @@ class WindowAttention3D(keras.layers.Layer):
         bias = ops.take(table, ops.convert_to_tensor(index), axis=1)
         return ops.reshape(bias, (self.num_heads, n, n))
 
-    def call(self, x, region_ids=None, training=None):
-        n, c = x.shape[1], x.shape[-1]
-        heads = self.num_heads
-        bias = self.relative_bias(n)
+    def call(self, x, size=None, window=None, shift=(0, 0, 0), training=None):
+        """Attention within windows.
+
+        x: (B, nW*N, C), the tokens of nW windows of N tokens, window after window, in the
+        order of `windows.window_plan(size, window, shift)`: grouped by shift mask.
+        Without `size`, x holds unshifted, unmasked windows of `self.window_size`.
+        """
+        c = x.shape[-1]
+        if size is None:
+            n = int(np.prod(self.window_size))
+            groups = ((x.shape[1] // n, None),)
+        else:
+            groups = windows.window_plan(size, window, shift).groups
+            n = int(np.prod(window))
+        relative = self.relative_bias(n)
         qkv = self.qkv(x)
-        if region_ids is None:
-            # x: (B*nW, N, C); attention batch = B*nW, heads = heads.
-            qkv = ops.reshape(qkv, (-1, n, 3, heads, self.head_dim))
-            qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))               # (3, B*nW, h, N, d)
-            bias = bias[None]
-        else:
-            # x: (B, N, nW, C); attention batch = B, heads = nW*heads.
-            num_windows = x.shape[2]
-            qkv = ops.reshape(qkv, (-1, n, num_windows, 3, heads, self.head_dim))
-            qkv = ops.transpose(qkv, (3, 0, 2, 4, 1, 5))            # (3, B, nW, h, N, d)
-            qkv = ops.reshape(qkv, (3, -1, num_windows * heads, n, self.head_dim))
-            # -100, not -inf: the official mask value; exp(-100) underflows to 0 in float32
-            # yet keeps rows finite. Built here from (nW, N) labels: a cheap compare.
-            ids = ops.convert_to_tensor(region_ids)
-            mask = ops.where(ops.not_equal(ids[:, None, :], ids[:, :, None]), -100.0, 0.0)
-            bias = ops.cast(bias, mask.dtype)
-            bias = ops.reshape(bias[None] + mask[:, None], (1, num_windows * heads, n, n))
-        # Heads-major (batch, heads, N, d) in memory, handed over as (batch, N, heads, d)
-        # views: on torch the fused kernel then needs no extra copies of q, k and v.
-        q, k, v = (ops.transpose(qkv[i], (0, 2, 1, 3)) for i in range(3))
-        bias = ops.cast(bias, q.dtype)
-        if training and self.attn_drop > 0:
-            out = self._explicit_attention(q, k, v, bias, training)
-        else:
-            out = ops.dot_product_attention(q, k, v, bias=bias, scale=self.scale)
-        out = ops.reshape(out, (-1,) + tuple(x.shape[1:-1]) + (c,))
+        outs, start = [], 0
+        for count, mask in groups:
+            part = qkv if len(groups) == 1 else qkv[:, start * n:(start + count) * n]
+            start += count
+            # (B*count, N, 3, heads, d): q, k and v are (batch, N, heads, d) views.
+            part = ops.reshape(part, (-1, n, 3, self.num_heads, self.head_dim))
+            q, k, v = (part[:, :, i] for i in range(3))
+            bias = relative
+            if mask is not None:
+                bias = ops.cast(bias, "float32") + ops.convert_to_tensor(mask)
+            bias = ops.cast(bias, q.dtype)[None]
+            if training and self.attn_drop > 0:
+                out = self._explicit_attention(q, k, v, bias, training)
+            else:
+                out = ops.dot_product_attention(q, k, v, bias=bias, scale=self.scale)
+            outs.append(ops.reshape(out, (-1, count * n, c)))
+        out = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=1)
         out = self.proj(out)
         return self.proj_dropout(out, training=training)
 

@@ -1,6 +1,7 @@
 """The Video Swin transformer block: (shifted) window attention and MLP, pre-norm."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from videoswin import windows
@@ -108,27 +109,27 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         size = windows.static_size(x, self.name)
         window, shift = windows.clamp_window(size, self.window_size, self.shift_size)
         padded = windows.padded_size(size, window)
+        plan = windows.window_plan(size, window, shift)
         shortcut = x
         x = self.norm1(x)
         # Pad after norm1, at the end only: padded tokens are zeros (their keys and
         # values reduce to the qkv bias) and are not masked in unshifted windows.
         if padded != size:
             x = ops.pad(x, [(0, 0)] + [(0, p - n) for p, n in zip(padded, size)] + [(0, 0)])
-        if any(shift):
-            x = ops.roll(x, shift=[-s for s in shift], axis=[1, 2, 3])
-            ids = windows.shift_region_ids(padded, window, shift)
-            x = windows.window_partition(x, window, windows_first=False)
-            x = self.attn(x, region_ids=ids, training=training)
-            x = windows.window_reverse(x, window, padded, windows_first=False)
-            x = ops.roll(x, shift=list(shift), axis=[1, 2, 3])
-        else:
-            x = windows.window_partition(x, window)
-            x = self.attn(x, training=training)
-            x = windows.window_reverse(x, window, padded)
-        if padded != size:
-            x = x[:, : size[0], : size[1], : size[2], :]
-        x = shortcut + self.drop_path(x, training=training)
-        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        # One gather does the cyclic shift and the window partition; one more undoes both
+        # and crops the padding.
+        x = ops.reshape(x, (-1, int(np.prod(padded)), self.dim))
+        x = ops.take(x, plan.gather, axis=1)
+        x = self.attn(x, size=size, window=window, shift=shift, training=training)
+        x = ops.reshape(ops.take(x, plan.scatter, axis=1), (-1,) + size + (self.dim,))
+        x = shortcut + self._drop_path(x, training)
+        return x + self._drop_path(self.mlp(self.norm2(x), training=training), training)
+
+    def _drop_path(self, x, training):
+        # Skipping the layer call at inference saves Keras's per-call overhead.
+        if training and self.drop_path_rate > 0:
+            return self.drop_path(x, training=training)
+        return x
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

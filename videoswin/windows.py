@@ -1,13 +1,13 @@
 """Window geometry of Video Swin: clamping, padding, partitioning, masks and indices.
 
-The NumPy helpers compute small integer constants once per shape (cached); the `ops`
-helpers rearrange tensors on any Keras backend.
+Everything here is NumPy, computed once per shape (cached): small integer constants that
+the layers hand to `ops.take` and to attention.
 """
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
-from keras import ops
 
 
 def clamp_window(size, window, shift):
@@ -65,43 +65,69 @@ def shift_region_ids(padded, window, shift):
 
 
 def partition_numpy(x, window):
-    """NumPy twin of `window_partition`, windows first: (B*nW, N, C)."""
+    """(B, D, H, W, C) -> (B*nW, N, C), windows in the official order."""
     b, d, h, w, c = x.shape
     wd, wh, ww = window
     x = x.reshape(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
     return x.transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, wd * wh * ww, c)
 
 
-def window_partition(x, window, windows_first=True):
-    """Split (B, D, H, W, C) into windows.
+class WindowPlan(NamedTuple):
+    """How one block reads its windows out of a feature map and writes them back.
 
-    windows_first=True gives (B*nW, N, C), the official order. False gives (B, N, nW, C),
-    which lets attention fold the windows into its heads axis so that a per-window mask
-    broadcasts over the batch.
+    - `gather` (nW*N,): flat index into the padded (D', H', W') map of every windowed
+      token, after the cyclic shift, windows grouped by their shift mask;
+    - `scatter` (D*H*W,): where each position of the unpadded map sits among the windowed
+      tokens: the reverse shift and the crop in one gather;
+    - `groups`: `(count, mask)` per group of consecutive windows, `mask` a (N, N) float32
+      array of 0 and -100, or None where every token of the window may see every other.
     """
-    _, d, h, w, c = x.shape
-    wd, wh, ww = window
-    x = ops.reshape(x, (-1, d // wd, wd, h // wh, wh, w // ww, ww, c))
-    if windows_first:
-        x = ops.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7))
-        return ops.reshape(x, (-1, wd * wh * ww, c))
-    x = ops.transpose(x, (0, 2, 4, 6, 1, 3, 5, 7))
-    return ops.reshape(x, (-1, wd * wh * ww, (d // wd) * (h // wh) * (w // ww), c))
+
+    gather: np.ndarray
+    scatter: np.ndarray
+    groups: tuple
 
 
-def window_reverse(windows, window, size, windows_first=True):
-    """Inverse of `window_partition` for a padded feature size (D, H, W)."""
+@functools.lru_cache(maxsize=None)
+def window_plan(size, window, shift):
+    """The `WindowPlan` of a (D, H, W) feature map for a clamped window and shift.
+
+    Grouping windows by mask lets attention add a (heads, N, N) bias per group instead of
+    materialising a (windows x heads, N, N) one: a shifted map has at most 8 distinct
+    masks (a window is cut only where it is the last along a shifted axis).
+    """
+    size, window, shift = (tuple(int(k) for k in v) for v in (size, window, shift))
+    padded = padded_size(size, window)
+    grid = np.arange(int(np.prod(padded))).reshape(padded)
+    # The official roll by -shift: rolled[p] = x[(p + shift) % padded].
+    rolled = np.roll(grid, [-s for s in shift], axis=(0, 1, 2))
+    source = partition_numpy(rolled[None, ..., None], window)[..., 0]     # (nW, N)
+    labels = shift_region_ids(padded, window, shift)                       # (nW, N)
+    groups = {}
+    for w, ids in enumerate(labels):
+        # Relabel by first appearance: equal keys mean equal masks.
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first))
+        groups.setdefault(rank[inverse].astype(np.int8).tobytes(), []).append(w)
+    plan_groups, order = [], []
+    for key, members in sorted(groups.items(), key=lambda kv: (any(kv[0]), kv[1][0])):
+        canon = np.frombuffer(key, dtype=np.int8)
+        mask = None
+        if canon.any():
+            # -100, not -inf: the official mask value; exp(-100) underflows to 0 in
+            # float32 yet keeps every row finite.
+            mask = np.where(canon[:, None] != canon[None, :], -100.0, 0.0).astype(np.float32)
+            mask.setflags(write=False)
+        plan_groups.append((len(members), mask))
+        order.extend(members)
+    gather = source[order].reshape(-1).astype(np.int32)
+    slot = np.empty(grid.size, dtype=np.int32)
+    slot[gather] = np.arange(gather.size, dtype=np.int32)
     d, h, w = size
-    wd, wh, ww = window
-    c = windows.shape[-1]
-    nd, nh, nw = d // wd, h // wh, w // ww
-    if windows_first:
-        x = ops.reshape(windows, (-1, nd, nh, nw, wd, wh, ww, c))
-        x = ops.transpose(x, (0, 1, 4, 2, 5, 3, 6, 7))
-    else:
-        x = ops.reshape(windows, (-1, wd, wh, ww, nd, nh, nw, c))
-        x = ops.transpose(x, (0, 4, 1, 5, 2, 6, 3, 7))
-    return ops.reshape(x, (-1, d, h, w, c))
+    scatter = np.ascontiguousarray(slot.reshape(padded)[:d, :h, :w].reshape(-1))
+    for a in (gather, scatter):
+        a.setflags(write=False)
+    return WindowPlan(gather, scatter, tuple(plan_groups))
 
 
 def static_size(x, what):
