@@ -8,7 +8,7 @@ import os
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,14 +19,77 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
+def _keep(array):
+    pass
+
+
 @dataclass
 class Checkpoint:
-    """A canonical state dict (NumPy arrays) and where it came from."""
+    """A canonical state dict (NumPy arrays) and where it came from.
+
+    `release(array)` tells that a tensor of `state` has been consumed: for a memory-mapped
+    checkpoint its pages leave this process's resident memory (they are read back from the
+    page cache if used again); otherwise it does nothing.
+    """
 
     path: str
     state: dict
     layout: str
     has_head: bool
+    release: object = field(default=_keep, repr=False, compare=False)
+
+
+class MappedPages:
+    """Drops the resident pages of a memory-mapped file from this process, range by range.
+
+    Tensors of a `torch.load(..., mmap=True)` checkpoint live in a private, read-only-used
+    mapping of the file: every page read stays in the resident set until unmapped, so a
+    fully read checkpoint costs its whole size in RSS on top of the model built from it.
+    `madvise(MADV_DONTNEED)` on such pages only unmaps them; the data stays in the file
+    and the page cache. Only addresses inside this file's own mappings (found in
+    /proc/self/maps by device and inode) are ever advised, never anonymous memory.
+    """
+
+    def __init__(self, path):
+        import ctypes
+        import mmap
+
+        stat, real = os.stat(path), os.path.realpath(path)
+        device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}"
+        self.ranges = []
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[4] == str(stat.st_ino) and (
+                        fields[3] == device or fields[5].rstrip("\n") == real):
+                    start, end = (int(a, 16) for a in fields[0].split("-"))
+                    self.ranges.append((start, end))
+        self.page = mmap.PAGESIZE
+        self.advice = mmap.MADV_DONTNEED
+        self.madvise = ctypes.CDLL(None, use_errno=True).madvise
+        self.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+    @classmethod
+    def of(cls, path):
+        """A `MappedPages` for `path`, or None where /proc or madvise is unavailable."""
+        try:
+            pages = cls(path)
+        except (OSError, AttributeError):
+            return None
+        return pages if pages.ranges else None
+
+    def __call__(self, array):
+        if not isinstance(array, np.ndarray) or array.size == 0 or min(array.strides,
+                                                                       default=0) < 0:
+            return
+        low = array.__array_interface__["data"][0]   # first byte of a view, then its last
+        high = low + sum((n - 1) * s for n, s in zip(array.shape, array.strides)) \
+            + array.itemsize
+        start, stop = low - low % self.page, -(-high // self.page) * self.page
+        for first, last in self.ranges:
+            if first <= start and stop <= last:
+                self.madvise(start, stop - start, self.advice)
+                return
 
 
 def read_state(path, trust_pickle=False):
@@ -163,10 +226,13 @@ def canonicalize(state, layout=None):
     return out
 
 
-def check_finite(path, state):
+def check_finite(path, state, release=_keep):
     """Refuse tensors holding NaN or Inf, naming them."""
-    bad = [k for k, v in state.items()
-           if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    bad = []
+    for key, value in state.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad.append(key)
+        release(value)
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise CheckpointError(f"checkpoint {path!r} has NaN or Inf values in {shown}; "
@@ -176,15 +242,17 @@ def check_finite(path, state):
 def load(path, trust_pickle=False):
     """Read, canonicalise and validate a checkpoint."""
     raw = read_state(path, trust_pickle=trust_pickle)
+    release = (zipfile.is_zipfile(path) and MappedPages.of(path)) or _keep
     layout = detect_layout(raw)
     state = canonicalize(raw, layout)
     if not any(k.startswith("backbone.patch_embed.") for k in state):
         sample = ", ".join(list(raw)[:5])
         raise CheckpointError(f"checkpoint {path!r} does not look like a Video Swin model: "
                               f"no patch_embed weights (first keys: {sample}).")
-    check_finite(path, state)
+    check_finite(path, state, release)
     has_head = any(k.startswith("cls_head.") for k in state)
-    return Checkpoint(path=path, state=state, layout=layout, has_head=has_head)
+    return Checkpoint(path=path, state=state, layout=layout, has_head=has_head,
+                      release=release)
 
 
 def cache_dir():

@@ -72,6 +72,25 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
             parity_clips=2, random_weights=None, tolerance=None, trust_checkpoint=False,
             reference="auto", bf16=False, quiet=False):
     """The whole conversion; returns the manifest dict. Raises on any failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from converter import artifacts
+
+    # Hash a given checkpoint on a second thread while the imports and the loading run.
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    source_hash = (hasher.submit(artifacts.sha256, checkpoint)
+                   if random_weights is None and checkpoint is not None
+                   and os.path.isfile(checkpoint) else None)
+    try:
+        return _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
+                        random_weights, tolerance, trust_checkpoint, reference, bf16, quiet,
+                        source_hash)
+    finally:
+        hasher.shutdown(cancel_futures=True)
+
+
+def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
+             random_weights, tolerance, trust_checkpoint, reference, bf16, quiet, source_hash):
     import keras
     import numpy as np
 
@@ -103,20 +122,27 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
             fetched_url = spec.checkpoint.url
             checkpoint = ckpt.fetch(fetched_url, spec.checkpoint.filename, log=progress)
         loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
-        source = {"name": os.path.basename(checkpoint), "sha256": artifacts.sha256(checkpoint),
+        digest = artifacts.sha256(checkpoint) if source_hash is None else source_hash.result()
+        source = {"name": os.path.basename(checkpoint), "sha256": digest,
                   "size": os.path.getsize(checkpoint), "random_weights_seed": random_weights,
                   "url": fetched_url}
     progress(f"  {source['name']}: layout {loaded.layout}, {len(loaded.state)} tensors, "
              f"{'with' if loaded.has_head else 'without'} classification head")
 
     progress.begin("mapping weights")
-    backbone = videoswin.VideoSwinBackbone(**spec.backbone_kwargs(), name="video_swin_backbone")
     with_head = loaded.has_head and bool(spec.num_classes)
-    classifier = (videoswin.VideoSwinClassifier(backbone, spec.num_classes,
-                                                dropout=spec.head_dropout, name="video_swin")
-                  if with_head else None)
+
+    def models():
+        backbone = videoswin.VideoSwinBackbone(**spec.backbone_kwargs(),
+                                               name="video_swin_backbone")
+        return backbone, (videoswin.VideoSwinClassifier(backbone, spec.num_classes,
+                                                        dropout=spec.head_dropout,
+                                                        name="video_swin")
+                          if with_head else None)
+
+    backbone, classifier = mapping.build_deferred(models)
     coverage = mapping.assign(classifier or backbone, loaded.state, spec.window_size,
-                              ignore_head=not with_head)
+                              ignore_head=not with_head, release=loaded.release)
     if not with_head:
         why = ("the checkpoint has no cls_head" if not loaded.has_head
                else "the config defines no head")
@@ -128,7 +154,7 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
 
     with artifacts.staging(output_dir) as stage:
         progress.begin(f"writing artifacts to {output_dir}")
-        files = artifacts.save_models(stage, spec.name, classifier, backbone)
+        described = artifacts.save_models(stage, spec.name, classifier, backbone)
         manifest = {
             "config": spec.name,
             "config_path": os.path.relpath(spec.path) if os.path.isabs(spec.path) else spec.path,
@@ -153,12 +179,12 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
             artifacts.write_json(os.path.join(stage, f"{spec.name}.parity.json"), report)
             with open(os.path.join(stage, f"{spec.name}.parity.md"), "w") as handle:
                 handle.write(parity.markdown(report, title=spec.name))
-            files += [f"{spec.name}.parity.json", f"{spec.name}.parity.md"]
+            for name in (f"{spec.name}.parity.json", f"{spec.name}.parity.md"):
+                described[name] = artifacts.describe(os.path.join(stage, name))
             manifest["parity"] = parity.summary(report)
         else:
             manifest["parity"] = {"status": "skipped"}
-        manifest["artifacts"] = {name: artifacts.describe(os.path.join(stage, name))
-                                 for name in files}
+        manifest["artifacts"] = described
         artifacts.write_json(os.path.join(stage, "manifest.json"), manifest)
     if report is not None and not quiet:
         click.echo(parity.markdown(report, title=spec.name))

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from videoswin import windows
-
 
 def linear(w):
     """torch Linear (out, in) -> Keras Dense kernel (in, out)."""
@@ -108,6 +106,8 @@ def plan(model, state, window_size, rules=RULES, ignore_head=False):
     `pairs` maps keras path -> laid-out NumPy view (no copy yet). Raises `MappingError` listing every
     unmapped key, unfilled variable and shape mismatch together.
     """
+    from videoswin import windows   # here, so that the CLI's error classes import no keras
+
     variables = keras_variables(model)
     coverage = Coverage()
     pairs, sources = {}, {}
@@ -162,12 +162,54 @@ def plan(model, state, window_size, rules=RULES, ignore_head=False):
     return pairs, coverage
 
 
-def assign(model, state, window_size, rules=RULES, ignore_head=False):
-    """Fill `model`'s variables from a canonical state dict; returns the `Coverage`."""
-    pairs, coverage = plan(model, state, window_size, rules, ignore_head)
+def build_deferred(factory):
+    """`factory()` with every Keras variable left uninitialised: no random initialiser runs
+    for values the checkpoint overwrites (on Swin-B that costs seconds and a transient
+    copy of the model). `assign` then initialises each variable from its tensor."""
+    import keras
+
+    with keras.StatelessScope(initialize_variables=False):
+        return factory()
+
+
+class _FromSource:
+    """Initialiser giving a variable its laid-out checkpoint tensor, copied once."""
+
+    def __init__(self, array, release):
+        self.array, self.release = array, release
+
+    def __call__(self, shape, dtype=None):
+        value = np.array(self.array, dtype=np.float32, order="C")
+        self.release(self.array)
+        self.array = None
+        return value
+
+
+def _no_release(array):
+    pass
+
+
+def assign(model, state, window_size, rules=RULES, ignore_head=False, release=_no_release):
+    """Fill `model`'s variables from a canonical state dict; returns the `Coverage`.
+
+    One variable at a time, each source tensor copied once; `release(array)` is called
+    with each source tensor once copied (see `checkpoint.Checkpoint.release`). Variables
+    of a model made by `build_deferred` are initialised here, all of them, even on a
+    `MappingError`, so no uninitialised variable is left behind.
+    """
+    import keras
+
     variables = keras_variables(model)
-    for path, array in pairs.items():
-        # One variable at a time: the checkpoint stays memory-mapped and only one laid-out
-        # copy exists at once.
-        variables[path].assign(np.ascontiguousarray(array, dtype=np.float32))
+    try:
+        pairs, coverage = plan(model, state, window_size, rules, ignore_head)
+        for path, array in pairs.items():
+            variable = variables[path]
+            if variable._value is None:   # deferred: initialise straight from the tensor
+                variable._initializer = _FromSource(array, release)
+            else:
+                variable.assign(np.ascontiguousarray(array, dtype=np.float32))
+                release(array)
+    finally:
+        with keras.StatelessScope():   # on exit Keras initialises every deferred variable
+            pass
     return coverage

@@ -1,5 +1,6 @@
 """Safe loading, layout detection and the clear errors of converter.checkpoint."""
 
+import os
 import zipfile
 
 import numpy as np
@@ -129,3 +130,47 @@ def test_offline_download_says_to_pass_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(ckpt.CheckpointError, match="--checkpoint PATH"):
         ckpt.fetch("http://127.0.0.1:9/swin.pth", timeout=2, log=lambda *_: None)
     assert not any(tmp_path.rglob("*.pth*"))
+
+
+def _rss_file_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status
+                    if line.startswith("RssFile:")) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_consumed_tensors_of_a_mapped_checkpoint_leave_resident_memory(tmp_path):
+    big = torch.randn(16, 1024, 1024)            # 64 MiB
+    path = tmp_path / "big.pth"
+    torch.save({"state_dict": {"backbone.patch_embed.proj.weight": big}}, path)
+    before = _rss_file_mib()
+    loaded = ckpt.load(str(path))                # the NaN/Inf check reads every page...
+    after_load = _rss_file_mib()
+    array = loaded.state["backbone.patch_embed.proj.weight"]
+    assert float(array.sum(dtype=np.float64)) == pytest.approx(
+        float(big.sum(dtype=torch.float64)))    # ...reading it again maps it back in
+    touched = _rss_file_mib()
+    loaded.release(array)
+    released = _rss_file_mib()
+    assert after_load - before < 16              # ...and releases each tensor after
+    assert touched - after_load > 56             # the measure sees a whole read
+    assert touched - released > 56
+    np.testing.assert_array_equal(array, big.numpy())   # the data is intact
+
+    # Only the checkpoint's own mapping is ever advised: anonymous memory keeps its data.
+    own = np.arange(4 << 20, dtype=np.float32)
+    loaded.release(own)
+    loaded.release(own[::2])
+    assert own[-1] == (4 << 20) - 1 and float(own.sum(dtype=np.float64)) == float(
+        np.arange(4 << 20, dtype=np.float64).sum())
+
+
+def test_release_is_a_no_op_without_a_mapping(tmp_path, tiny):
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": oracle.official_state_dict(tiny)}, path,
+               _use_new_zipfile_serialization=False)
+    loaded = ckpt.load(str(path))
+    key = "backbone.patch_embed.proj.weight"
+    loaded.release(loaded.state[key])
+    np.testing.assert_array_equal(loaded.state[key],
+                                  oracle.official_state_dict(tiny)[key].numpy())

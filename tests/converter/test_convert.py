@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import videoswin
-from converter import mapping, parity
+from converter import artifacts, mapping, parity
+from converter import checkpoint as ckpt
 from converter.cli import convert
 from converter.config import load_spec
 from tests import oracle
@@ -60,6 +61,7 @@ def test_convert_matches_mmaction2(tmp_path, layout, window):
     assert on_disk["coverage"]["parameters_assigned"] == on_disk["params"]
     for name, info in on_disk["artifacts"].items():
         assert os.path.getsize(out / name) == info["size"]
+        assert artifacts.sha256(out / name) == info["sha256"], name
 
     # The emitted .keras, loaded here, gives the oracle's logits on a fresh odd clip.
     clips = np.random.default_rng(5).standard_normal((1, 3, 32, 32, 3)).astype("float32")
@@ -106,8 +108,6 @@ def _swap_norms(rules):
 def test_sabotaged_mapping_is_caught_by_the_oracle(tmp_path, sabotage):
     model, path, config = _oracle_checkpoint(tmp_path)
     spec = load_spec(config)
-    from converter import checkpoint as ckpt
-
     state = ckpt.load(path).state
     if sabotage == "norm1_norm2_swapped":
         rules = _swap_norms(mapping.RULES)
@@ -125,8 +125,6 @@ def test_sabotaged_mapping_is_caught_by_the_oracle(tmp_path, sabotage):
     assert np.abs(got - want).max() > 1e-2      # ...the oracle does
 
     # Through the parity machinery: the report says FAIL on this backend.
-    from converter import artifacts
-
     out = tmp_path / "sabotaged"
     out.mkdir()
     artifacts.save_models(str(out), "swin_test", keras_model, keras_model.backbone)
@@ -154,8 +152,6 @@ def test_wrong_window_fails_the_index_check(tmp_path):
     _, path, _ = _oracle_checkpoint(tmp_path, window=(2, 3, 3))
     config = write_config(tmp_path / "other_window.py", window_size=(2, 3, 3))
     spec = load_spec(config)
-    from converter import checkpoint as ckpt
-
     state = ckpt.load(path).state
     with pytest.raises(mapping.MappingError, match="relative_position_index"):
         mapping.plan(_build(spec), state, (4, 3, 3))
@@ -243,3 +239,100 @@ def test_bf16_parity_is_reported(tmp_path):
     assert manifest["parity"]["status"] == "passed"
     report = (tmp_path / "out" / "swin_test.parity.md").read_text()
     assert "bf16 max abs logits" in report
+
+
+def test_conversion_runs_no_random_initialiser_and_copies_every_weight(tmp_path):
+    _, path, config = _oracle_checkpoint(tmp_path)
+    out = tmp_path / "out"
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a random initialiser ran")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for initializer in (keras.initializers.VarianceScaling,
+                            keras.initializers.TruncatedNormal):
+            patch.setattr(initializer, "__call__", refuse)
+        with pytest.raises(AssertionError, match="initialiser ran"):
+            _build(load_spec(config))            # a plain build runs them: the patch bites
+        convert(config, path, str(out), backends=[], quiet=True)
+    model = keras.saving.load_model(out / "swin_test.keras")
+    pairs, _ = mapping.plan(model, ckpt.load(path).state, (2, 3, 3))
+    variables = mapping.keras_variables(model)
+    assert len(pairs) == len(variables) == 121
+    for name, array in pairs.items():
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variables[name]), array,
+                                      err_msg=name)
+
+
+def test_a_failed_deferred_mapping_leaves_no_variable_uninitialised(tmp_path):
+    _, path, _ = _oracle_checkpoint(tmp_path)
+    spec = load_spec(write_config(tmp_path / "wider.py", embed_dim=32))
+    model = mapping.build_deferred(lambda: _build(spec))
+    assert all(v._value is None for v in model.weights)
+    with pytest.raises(mapping.MappingError, match="shape mismatches"):
+        mapping.assign(model, ckpt.load(path).state, spec.window_size)
+    assert all(v._value is not None for v in model.weights)
+
+
+def _h5_tree(path):
+    """Every group and dataset of an HDF5 file: attributes, dtype, shape and bytes."""
+    import h5py
+
+    tree = {}
+
+    def visit(name, item):
+        attrs = {k: str(v) for k, v in item.attrs.items()}
+        data = ((item.dtype.str, item.shape, item[()].tobytes())
+                if isinstance(item, h5py.Dataset) else None)
+        tree[name] = (attrs, data)
+
+    with h5py.File(path, "r") as handle:
+        visit("/", handle)
+        handle.visititems(visit)
+    return tree
+
+
+def test_backbone_weights_copied_from_the_model_file_are_those_keras_writes(tmp_path):
+    spec = load_spec(write_config(tmp_path / "swin_test.py"))
+    model = _build(spec)                        # random weights, all distinct
+    model.save_weights(tmp_path / "model.weights.h5")
+    artifacts.backbone_weights(tmp_path / "model.weights.h5", model.backbone,
+                               tmp_path / "copied.weights.h5")
+    model.backbone.save_weights(tmp_path / "keras.weights.h5")
+    copied = _h5_tree(tmp_path / "copied.weights.h5")
+    own = _h5_tree(tmp_path / "keras.weights.h5")
+    assert len(own) > 100 and copied == own
+
+    fresh = videoswin.VideoSwinBackbone(**spec.backbone_kwargs())
+    fresh.load_weights(tmp_path / "copied.weights.h5")
+    assert len(fresh.weights) == len(model.backbone.weights) == 119
+    for want, got in zip(model.backbone.weights, fresh.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got),
+                                      keras.ops.convert_to_numpy(want), err_msg=want.path)
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow" or not parity.installed_backends().count(
+    "tensorflow"), reason="TensorFlow is the backend, or not installed")
+def test_conversion_on_another_backend_leaves_tensorflow_unimported(tmp_path):
+    _, path, config = _oracle_checkpoint(tmp_path)
+    out = tmp_path / "out"
+    script = f"""if True:
+        import json, sys, zipfile
+        from converter.cli import convert
+        convert({config!r}, {path!r}, {str(out)!r}, backends=[], quiet=True)
+        print("after conversion:", "tensorflow" in sys.modules)
+        import keras, videoswin
+        with zipfile.ZipFile({str(out / "swin_test.keras")!r}) as archive:
+            written = json.loads(archive.read("config.json"))
+        model = keras.saving.load_model({str(out / "swin_test.keras")!r})
+        plain = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+        print("config as Keras writes it:", plain == written)
+        print("after plain serialisation:", "tensorflow" in sys.modules)
+        """
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=dict(os.environ, KERAS_BACKEND=BACKEND), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "after conversion: False" in proc.stdout
+    assert "config as Keras writes it: True" in proc.stdout
+    # Keras's own serialiser imports it: what the conversion avoided.
+    assert "after plain serialisation: True" in proc.stdout
