@@ -22,7 +22,7 @@ def names(stem, with_head=True):
     return files
 
 
-def sha256(path, chunk=16 << 20):
+def sha256(path, chunk=1 << 20):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
@@ -42,9 +42,9 @@ def settle(path):
     worth of page cache instead of all of it (new pages are slow to come by under memory
     pressure, in a VM especially), and they are durable before they move into place.
     """
-    handle = os.open(path, os.O_RDONLY)
+    handle = os.open(path, os.O_RDWR)
     try:
-        os.fdatasync(handle)
+        getattr(os, "fdatasync", os.fsync)(handle)
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(handle, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
@@ -148,7 +148,7 @@ def keras_archive(model, weights_path, target):
         archive.writestr("metadata.json", metadata)
         archive.writestr("config.json", config)
         with open(weights_path, "rb") as source, archive.open(entry, "w") as sink:
-            while block := source.read(16 << 20):   # ZipFile.write copies 8 KiB at a time
+            while block := source.read(1 << 20):   # ZipFile.write copies 8 KiB at a time
                 sink.write(block)
                 digest.update(block)
     return digest.hexdigest()

@@ -27,9 +27,9 @@ def _keep(array):
 class Checkpoint:
     """A canonical state dict (NumPy arrays) and where it came from.
 
-    `release(array)` tells that a tensor of `state` has been consumed: for a memory-mapped
-    checkpoint its pages leave this process's resident memory (they are read back from the
-    page cache if used again); otherwise it does nothing.
+    `release(array)` tells that a tensor of `state` (unmodified since loading) has been
+    consumed: for a memory-mapped checkpoint its pages leave this process's resident
+    memory (read back from the file if used again); otherwise it does nothing.
     """
 
     path: str

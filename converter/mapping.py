@@ -164,8 +164,8 @@ def plan(model, state, window_size, rules=RULES, ignore_head=False):
 
 def build_deferred(factory):
     """`factory()` with every Keras variable left uninitialised: no random initialiser runs
-    for values the checkpoint overwrites (on Swin-B that costs seconds and a transient
-    copy of the model). `assign` then initialises each variable from its tensor."""
+    for values the checkpoint overwrites (on Swin-B, seconds and a few hundred MB of
+    temporaries). `assign` then initialises each variable from its tensor."""
     import keras
 
     with keras.StatelessScope(initialize_variables=False):
@@ -173,7 +173,8 @@ def build_deferred(factory):
 
 
 class _FromSource:
-    """Initialiser giving a variable its laid-out checkpoint tensor, copied once."""
+    """Initialiser giving a variable its laid-out checkpoint tensor, copied once, then
+    releasing the source (Keras initialises deferred variables one by one)."""
 
     def __init__(self, array, release):
         self.array, self.release = array, release
