@@ -360,25 +360,45 @@ def _fmt(value, spec):
 
 
 def bench_forward(args, log):
+    """Each (model, clip, batch) measured in `--rounds` rounds; a round runs every
+    implementation once, in reversed order on odd rounds, so that a slow spell of the
+    machine falls on all of them alike. Times of all rounds are pooled."""
     rows = []
     for model in args.models:
         for clip in args.clips:
             macs = _macs(model, clip)
             for batch in args.batch:
+                pooled = {}
+                for rnd in range(args.rounds):
+                    order = args.impls if rnd % 2 == 0 else args.impls[::-1]
+                    for impl in order:
+                        job = dict(impl=impl, model=model, clip=list(clip), batch=batch,
+                                   repeats=args.repeats, warmup=args.warmup,
+                                   threads=args.threads)
+                        log(f"forward {model} {'x'.join(map(str, clip))} b{batch} "
+                            f"{_label(impl)} (round {rnd + 1}/{args.rounds}) ...")
+                        result = run_worker("forward", job,
+                                            backend=impl if impl in KERAS_IMPLS else None,
+                                            timeout=args.worker_timeout)
+                        if "median_s" in result:
+                            log(f"  median {result['median_s']:.3f}s, first call "
+                                f"{result['first_s']:.1f}s, peak RSS "
+                                f"{result['rss_peak_mb']:.0f} MiB")
+                        else:
+                            log(f"  failed: {result['error']}")
+                        pooled.setdefault(impl, []).append((job, result))
                 for impl in args.impls:
-                    job = dict(impl=impl, model=model, clip=list(clip), batch=batch,
-                               repeats=args.repeats, warmup=args.warmup, threads=args.threads)
-                    log(f"forward {model} {'x'.join(map(str, clip))} b{batch} {_label(impl)} ...")
-                    result = run_worker("forward", job,
-                                        backend=impl if impl in KERAS_IMPLS else None,
-                                        timeout=args.worker_timeout)
-                    result.update(job, gflop=2 * macs * batch / 1e9)
+                    runs = pooled[impl]
+                    ok = [r for _, r in runs if "median_s" in r]
+                    result = dict(runs[0][1]) if not ok else dict(ok[0])
+                    if ok:
+                        times = [t for r in ok for t in r["times"]]
+                        result.update(times=times, median_s=statistics.median(times),
+                                      min_s=min(times), rounds=len(ok),
+                                      rss_peak_mb=max(r["rss_peak_mb"] for r in ok))
+                    result.update(runs[0][0], gflop=2 * macs * batch / 1e9)
                     if "median_s" in result:
                         result["gflops"] = result["gflop"] / result["median_s"]
-                        log(f"  median {result['median_s']:.3f}s, first call "
-                            f"{result['first_s']:.1f}s, peak RSS {result['rss_peak_mb']:.0f} MiB")
-                    else:
-                        log(f"  failed: {result['error']}")
                     rows.append(result)
     return rows
 
@@ -443,7 +463,8 @@ def bench_conversion(args, log):
 
 def markdown(meta, matmul, rows, conversion, profiles):
     lines = [f"Run {meta['date']} on {meta['machine']}; {meta['threads']} threads (CPUs "
-             f"pinned), {meta['repeats']} timed runs after {meta['warmup']} warm-up; "
+             f"pinned), {meta['rounds']} round(s) of every implementation in alternating "
+             f"order, each {meta['repeats']} timed runs after {meta['warmup']} warm-up; "
              f"{meta['versions']}. Load average (1 min): {meta['load_start'][0]:.1f} before, "
              f"{meta['load_end'][0]:.1f} after; the run itself adds about {meta['threads']}, "
              "beyond that other work shared the CPUs and the figures are noisy.", ""]
@@ -604,6 +625,8 @@ def parse_args(argv=None):
                    default=[(32, 224, 224), (16, 224, 224)], help="e.g. 32x224x224,16x224x224")
     p.add_argument("--batch", type=lambda v: _csv(v, int), default=[1, 4])
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds of every implementation, alternating order; times pooled")
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed runs first (>= 1); the median absorbs one slow run after")
     p.add_argument("--backends", type=_csv, default=list(IMPLS),
@@ -632,8 +655,8 @@ def parse_args(argv=None):
     unknown = [b for b in args.backends if b not in IMPLS]
     if unknown:
         p.error(f"unknown --backends {unknown}; choose from {', '.join(IMPLS)}")
-    if args.warmup < 1 or args.repeats < 1:
-        p.error("--warmup and --repeats must be >= 1")
+    if args.warmup < 1 or args.repeats < 1 or args.rounds < 1:
+        p.error("--warmup, --repeats and --rounds must be >= 1")
     args.impls = [i for i in IMPLS if i in args.backends]
     return args
 
@@ -650,7 +673,8 @@ def main(argv=None):
 
     sys.path.insert(0, ROOT)
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), threads=args.threads,
-                repeats=args.repeats, warmup=args.warmup, versions=_versions(),
+                repeats=args.repeats, warmup=args.warmup, rounds=args.rounds,
+                versions=_versions(),
                 machine=f"{_cpu_name()}, {os.cpu_count()} CPUs, Python "
                         f"{platform.python_version()}", argv=sys.argv[1:],
                 load_start=os.getloadavg())
