@@ -20,7 +20,11 @@ try:
 except ImportError as exc:          # mmaction2 / mmcv / mmengine / einops absent
     pytest.skip(f"mmaction2 oracle unavailable: {exc}", allow_module_level=True)
 
-TOL = 1e-6
+# Float32 rounding only: the reference repeats mmaction2's ops one for one, and on one
+# AVX-512 machine the two agreed bitwise, but on an AVX2 one their batched matmuls round
+# differently (up to 3e-6 on features of unit scale). A wrong or swapped weight moves the
+# outputs by orders of magnitude more.
+TOL = 1e-5
 TINY = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
 
 CASES = [
