@@ -72,6 +72,7 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
             parity_clips=2, random_weights=None, tolerance=None, trust_checkpoint=False,
             reference="auto", bf16=False, quiet=False):
     """The whole conversion; returns the manifest dict. Raises on any failure."""
+    options = dict(locals())
     from concurrent.futures import ThreadPoolExecutor
 
     from converter import artifacts
@@ -82,9 +83,7 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
                    if random_weights is None and checkpoint is not None
                    and os.path.isfile(checkpoint) else None)
     try:
-        return _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
-                        random_weights, tolerance, trust_checkpoint, reference, bf16, quiet,
-                        source_hash)
+        return _convert(source_hash=source_hash, **options)
     finally:
         hasher.shutdown(cancel_futures=True)
 

@@ -186,11 +186,7 @@ class _FromSource:
         return value
 
 
-def _no_release(array):
-    pass
-
-
-def assign(model, state, window_size, rules=RULES, ignore_head=False, release=_no_release):
+def assign(model, state, window_size, rules=RULES, ignore_head=False, release=None):
     """Fill `model`'s variables from a canonical state dict; returns the `Coverage`.
 
     One variable at a time, each source tensor copied once; `release(array)` is called
@@ -200,6 +196,7 @@ def assign(model, state, window_size, rules=RULES, ignore_head=False, release=_n
     """
     import keras
 
+    release = release or (lambda array: None)
     variables = keras_variables(model)
     try:
         pairs, coverage = plan(model, state, window_size, rules, ignore_head)
