@@ -9,7 +9,9 @@ RSS belongs to one model. Implementations:
 - `reference`: the project's PyTorch reference, `converter.reference.VideoSwinReference`;
 - `torch`, `jax`, `tensorflow`: the Keras `VideoSwinClassifier` on that backend, called
   under `torch.no_grad()`, through `jax.jit` of `stateless_call`, through
-  `tf.function(jit_compile=True)`.
+  `tf.function(jit_compile=True)`;
+- `torch-compiled`: the same Keras model on torch, exported with `torch.export`
+  (non-strict) and compiled with `torch.compile` (inductor): README's recipe.
 
 Latency is the median (and minimum) over `--repeats` timed calls after `--warmup` untimed
 ones; compile time shows as the first call. GFLOP/s = 2 x MACs (analytic, `videoswin.flops`)
@@ -37,8 +39,11 @@ import time
 
 # Nothing heavy is imported at module level: workers pin CPUs and choose a backend first.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLS = ("mmaction2", "reference", "torch", "jax", "tensorflow")
-KERAS_IMPLS = ("torch", "jax", "tensorflow")
+IMPLS = ("mmaction2", "reference", "torch", "torch-compiled", "jax", "tensorflow")
+# The Keras model, by implementation: the backend it runs on.
+KERAS_IMPLS = {"torch": "torch", "torch-compiled": "torch", "jax": "jax",
+               "tensorflow": "tensorflow"}
+TORCH_IMPLS = ("mmaction2", "reference", "torch", "torch-compiled")
 BASELINE = "mmaction2"
 NUM_CLASSES = 400
 BEGIN, END = "<!-- benchmark:begin -->", "<!-- benchmark:end -->"
@@ -153,14 +158,18 @@ def _build(impl, model, clip, batch, seed=0):
 
     backbone = VideoSwinBackbone(**a, input_shape=tuple(clip) + (3,))
     net = VideoSwinClassifier(backbone, NUM_CLASSES)
-    if impl == "torch":
+    if impl in ("torch", "torch-compiled"):
         import torch
 
         x = torch.from_numpy(clip_nthwc)
+        forward = lambda x: net(x, training=False)  # noqa: E731
+        if impl == "torch-compiled":
+            with torch.no_grad():
+                forward = torch.compile(torch.export.export(net, (x,), strict=False).module())
 
         def run():
             with torch.no_grad():
-                return net(x, training=False)
+                return forward(x)
         return run
     if impl == "jax":
         import jax
@@ -186,7 +195,7 @@ def _shape(out):
 def worker_forward(job):
     """Time one (impl, model, clip, batch); returns a result dict."""
     cpus = _pin(job["threads"])
-    if job["impl"] in ("mmaction2", "reference", "torch"):
+    if job["impl"] in TORCH_IMPLS:
         import torch
 
         torch.set_num_threads(job["threads"])
@@ -378,7 +387,7 @@ def bench_forward(args, log):
                         log(f"forward {model} {'x'.join(map(str, clip))} b{batch} "
                             f"{_label(impl)} (round {rnd + 1}/{args.rounds}) ...")
                         result = run_worker("forward", job,
-                                            backend=impl if impl in KERAS_IMPLS else None,
+                                            backend=KERAS_IMPLS.get(impl),
                                             timeout=args.worker_timeout)
                         if "median_s" in result:
                             log(f"  median {result['median_s']:.3f}s, first call "
@@ -479,8 +488,9 @@ def markdown(meta, matmul, rows, conversion, profiles):
         lines += ["", "Latency is the median seconds per forward pass of the batch (backbone "
                   "+ I3D head, float32, inference). Speed-up = mmaction2 median / median. "
                   "GFLOP/s counts 2 x analytic MACs; '% mm' is against the matmul figure. "
-                  "First call includes compilation (JAX, TF). Peak RSS is the worker "
-                  "process's.", "",
+                  "First call includes compilation (JAX, TF; keras-torch-compiled: "
+                  "torch.export + inductor, whose kernels inductor caches on disk across "
+                  "runs). Peak RSS is the worker process's.", "",
                   "| model | clip | batch | implementation | median s | min s | clips/s | "
                   "speed-up | GFLOP/s | % mm | first call s | peak RSS MiB |",
                   "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -637,8 +647,8 @@ def parse_args(argv=None):
                    help="model for the conversion benchmark")
     p.add_argument("--conversion-repeats", type=int, default=1)
     p.add_argument("--profile", type=_csv, default=[],
-                   help="also profile these torch-based implementations (torch, mmaction2, "
-                        "reference) on the first model/clip/batch")
+                   help="also profile these torch-based implementations (torch, torch-compiled, "
+                        "mmaction2, reference) on the first model/clip/batch")
     p.add_argument("--worker-timeout", type=int, default=3600)
     p.add_argument("--quick", action="store_true",
                    help="tiny, 8x112x112, batch 1, conversion of tiny: a few minutes")
@@ -693,7 +703,7 @@ def main(argv=None):
         job = dict(impl=impl, model=args.models[0], clip=list(args.clips[0]),
                    batch=args.batch[0], threads=args.threads, rows=15)
         log(f"profile {_label(impl)} ...")
-        backend = "torch" if impl == "torch" else None
+        backend = KERAS_IMPLS.get(impl)
         name = f"{_label(impl)}, {args.models[0]} {'x'.join(map(str, args.clips[0]))} " \
                f"batch {args.batch[0]}"
         profiles[name] = run_worker("profile", job, backend=backend, timeout=args.worker_timeout)
