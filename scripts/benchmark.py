@@ -15,7 +15,8 @@ RSS belongs to one model. Implementations:
 
 Latency is the median (and minimum) over `--repeats` timed calls after `--warmup` untimed
 ones; compile time shows as the first call. GFLOP/s = 2 x MACs (analytic, `videoswin.flops`)
-/ latency, set against a float32 torch matmul measured in the same run. A conversion section
+/ latency, set against a float32 torch matmul measured before every forward worker of the
+run (the median of those measurements). A conversion section
 times `videoswin-convert --backends none` on a random official-layout checkpoint against a
 bare `torch.load` + Keras `save_weights`.
 
@@ -368,10 +369,11 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
-def bench_forward(args, log):
+def bench_forward(args, log, matmuls):
     """Each (model, clip, batch) measured in `--rounds` rounds; a round runs every
     implementation once, in reversed order on odd rounds, so that a slow spell of the
-    machine falls on all of them alike. Times of all rounds are pooled."""
+    machine falls on all of them alike. Times of all rounds are pooled. A matmul
+    measurement precedes every forward worker (appended to `matmuls`)."""
     rows = []
     for model in args.models:
         for clip in args.clips:
@@ -384,6 +386,8 @@ def bench_forward(args, log):
                         job = dict(impl=impl, model=model, clip=list(clip), batch=batch,
                                    repeats=args.repeats, warmup=args.warmup,
                                    threads=args.threads)
+                        matmuls.append(run_worker("matmul", {"threads": args.threads},
+                                                  timeout=args.worker_timeout))
                         log(f"forward {model} {'x'.join(map(str, clip))} b{batch} "
                             f"{_label(impl)} (round {rnd + 1}/{args.rounds}) ...")
                         result = run_worker("forward", job,
@@ -470,6 +474,22 @@ def bench_conversion(args, log):
 
 # ----------------------------------------------------------------------------- report
 
+def summarise_matmul(results):
+    """One figure from the run's matmul measurements: the median of their medians.
+
+    A 2 s measurement swings by 15% or more on a shared machine; the median of one taken before
+    every forward worker is steadier than any single one, and unbiased, where keeping the
+    fastest of a few would favour a lucky spell.
+    """
+    ok = [r for r in results if "gflops" in r]
+    if not ok:
+        return {"error": next((r["error"] for r in results if "error" in r), "not run")}
+    rates = [r["gflops"] for r in ok]
+    return {"n": ok[0]["n"], "gflops": statistics.median(rates), "low_gflops": min(rates),
+            "high_gflops": max(rates), "best_gflops": max(r["best_gflops"] for r in ok),
+            "count": len(ok), "runs": results}
+
+
 def markdown(meta, matmul, rows, conversion, profiles):
     lines = [f"Run {meta['date']} on {meta['machine']}; {meta['threads']} threads (CPUs "
              f"pinned), {meta['rounds']} round(s) of every implementation in alternating "
@@ -478,9 +498,11 @@ def markdown(meta, matmul, rows, conversion, profiles):
              f"{meta['load_end'][0]:.1f} after; the run itself adds about {meta['threads']}, "
              "beyond that other work shared the CPUs and the figures are noisy.", ""]
     if "gflops" in matmul:
-        lines.append(f"float32 matmul ({matmul['n']}x{matmul['n']}, torch, measured before and "
-                     f"after the forward runs, the faster kept): **{matmul['gflops']:.1f} "
-                     f"GFLOP/s** median (best {matmul['best_gflops']:.1f}).")
+        lines.append(f"float32 matmul ({matmul['n']}x{matmul['n']}, torch, the median of "
+                     f"{matmul['count']} measurements taken before every forward worker and "
+                     f"at the end, each the median of 20 products): **{matmul['gflops']:.1f} "
+                     f"GFLOP/s** (measurements ranged {matmul['low_gflops']:.1f} to "
+                     f"{matmul['high_gflops']:.1f}).")
     else:
         lines.append(f"float32 matmul: failed ({matmul.get('error')})")
     peak = matmul.get("gflops")
@@ -588,8 +610,9 @@ def write_out(path, text):
         if BEGIN in old and END in old:
             head, after = old.split(BEGIN, 1)
             block, rest = head + block, after.split(END, 1)[1]
-    with open(path, "w") as handle:
+    with open(path + ".tmp", "w") as handle:   # never a half-written file
         handle.write(block + rest)
+    os.replace(path + ".tmp", path)
 
 
 def _versions():
@@ -688,14 +711,12 @@ def main(argv=None):
                 machine=f"{_cpu_name()}, {os.cpu_count()} CPUs, Python "
                         f"{platform.python_version()}", argv=sys.argv[1:],
                 load_start=os.getloadavg())
+    matmuls = []
+    rows = bench_forward(args, log, matmuls)
     log("matmul ...")
-    matmul = run_worker("matmul", {"threads": args.threads}, timeout=args.worker_timeout)
-    rows = bench_forward(args, log)
-    log("matmul again ...")
-    again = run_worker("matmul", {"threads": args.threads}, timeout=args.worker_timeout)
-    # Noise only ever slows a run down: keep the faster of the two measurements.
-    if "gflops" in again and again["gflops"] > matmul.get("gflops", 0):
-        matmul = again
+    matmuls.append(run_worker("matmul", {"threads": args.threads},
+                              timeout=args.worker_timeout))
+    matmul = summarise_matmul(matmuls)
     meta["load_end"] = os.getloadavg()
     conversion = None if args.conversion == "none" else bench_conversion(args, log)
     profiles = {}
