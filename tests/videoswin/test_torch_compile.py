@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
            "JAX and TensorFlow compile with XLA in the other tests")
 
 # The second block of stage 1 is shifted (8 mask groups); T=5 and 36x36 pad every stage.
-# Small, because inductor compiles cold in CI: about a minute on 2 cores.
+# Small, because inductor compiles cold in CI: about 85 s on 2 cores.
 TINY = dict(embed_dim=16, depths=(2, 1, 1, 1), num_heads=(1, 2, 2, 4), window_size=(2, 3, 3))
 CLIP = (5, 36, 36, 3)
 
