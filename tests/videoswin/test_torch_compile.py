@@ -16,8 +16,8 @@ from videoswin import VideoSwinBackbone, VideoSwinClassifier
 BACKEND = keras.backend.backend()
 pytestmark = pytest.mark.skipif(
     BACKEND != "torch",
-    reason=f"torch.export/torch.compile apply to the torch backend only (this pass: {BACKEND}); "
-           "JAX and TensorFlow compile with XLA in the other tests")
+    reason=f"torch.export/torch.compile trace torch modules: only a Keras model on the torch "
+           f"backend is one (this pass: {BACKEND})")
 
 # The second block of stage 1 is shifted (8 mask groups); T=5 and 36x36 pad every stage.
 # Small, because inductor compiles cold in CI: about 85 s on 2 cores.
