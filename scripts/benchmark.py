@@ -18,7 +18,9 @@ ones; compile time shows as the first call. GFLOP/s = 2 x MACs (analytic, `video
 / latency, set against a float32 torch matmul measured before every forward worker of the
 run (the median of those measurements). A conversion section
 times `videoswin-convert --backends none` on a random official-layout checkpoint against a
-bare `torch.load` + Keras `save_weights`.
+bare `torch.load` + Keras `save_weights`. With `--malloc default,heap` every implementation
+also runs with glibc keeping freed memory (see MALLOC), each compared with mmaction2 under the
+same setting.
 
     python scripts/benchmark.py --quick                  # minutes: tiny, 8x112x112, batch 1
     python scripts/benchmark.py --out BENCHMARKS.md      # full: tiny and base, 32/16x224x224
@@ -57,6 +59,14 @@ CONVERT_CONFIGS = {
 TARGET_CLIP, TARGET_BATCH = (32, 224, 224), 1
 TARGET_TORCH, TARGET_BEST, TARGET_MATMUL = 1.4, 1.8, 0.75
 TARGET_CONVERT_TIME, TARGET_CONVERT_RSS = 1.5, 3.0
+# Allocator settings a worker can run under (`--malloc`). glibc serves blocks above its mmap
+# threshold (at most 32 MiB) with mmap and unmaps them on free, so a forward pass whose
+# activations are larger (Swin at 224x224: 19 to 77 MiB each) page-faults them in again on
+# every call. "heap" keeps freed memory in the heap instead: the process's peak RSS is held.
+MALLOC = {
+    "default": {},
+    "heap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)},
+}
 
 
 # ----------------------------------------------------------------------------- workers
@@ -311,11 +321,14 @@ WORKERS = {"forward": worker_forward, "matmul": worker_matmul, "bare_save": work
 
 # ------------------------------------------------------------------------------ parent
 
-def _child_env(backend=None):
+def _child_env(backend=None, malloc="default"):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(
         filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     if backend:
         env["KERAS_BACKEND"] = backend
+    for name in {k for setting in MALLOC.values() for k in setting}:
+        env.pop(name, None)   # "default" means glibc's own defaults, whatever the shell had
+    env.update(MALLOC[malloc])
     return env
 
 
@@ -346,9 +359,9 @@ def _run_measured(cmd, env, timeout):
         return code, out.read(), err.read(), wall, usage.ru_maxrss / 1024.0
 
 
-def run_worker(kind, job, backend=None, timeout=3600):
+def run_worker(kind, job, backend=None, timeout=3600, malloc="default"):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(job)]
-    code, out, err, wall, rss = _run_measured(cmd, _child_env(backend), timeout)
+    code, out, err, wall, rss = _run_measured(cmd, _child_env(backend, malloc), timeout)
     for line in reversed(out.splitlines()):
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])
@@ -362,8 +375,9 @@ def _macs(model, clip):
     return _pure("flops").count_macs(tuple(clip), **_arch(model), num_classes=NUM_CLASSES).total
 
 
-def _label(impl):
-    return impl if impl in (BASELINE, "reference") else f"keras-{impl}"
+def _label(impl, malloc="default"):
+    name = impl if impl in (BASELINE, "reference") else f"keras-{impl}"
+    return name if malloc == "default" else f"{name} ({malloc} malloc)"
 
 
 def _fmt(value, spec):
@@ -372,37 +386,39 @@ def _fmt(value, spec):
 
 def bench_forward(args, log, matmuls):
     """Each (model, clip, batch) measured in `--rounds` rounds; a round runs every
-    implementation once, in reversed order on odd rounds, so that a slow spell of the
-    machine falls on all of them alike. Times of all rounds are pooled. A matmul
-    measurement precedes every forward worker (appended to `matmuls`)."""
+    implementation once under every `--malloc` setting, in reversed order on odd rounds, so
+    that a slow spell of the machine falls on all of them alike. Times of all rounds are
+    pooled. A matmul measurement precedes every forward worker (appended to `matmuls`)."""
     rows = []
+    variants = [(impl, malloc) for malloc in args.malloc for impl in args.impls]
     for model in args.models:
         for clip in args.clips:
             macs = _macs(model, clip)
             for batch in args.batch:
                 pooled = {}
                 for rnd in range(args.rounds):
-                    order = args.impls if rnd % 2 == 0 else args.impls[::-1]
-                    for impl in order:
+                    order = variants if rnd % 2 == 0 else variants[::-1]
+                    for impl, malloc in order:
                         job = dict(impl=impl, model=model, clip=list(clip), batch=batch,
                                    repeats=args.repeats, warmup=args.warmup,
                                    threads=args.threads)
-                        matmuls.append(run_worker("matmul", {"threads": args.threads},
-                                                  timeout=args.worker_timeout))
+                        matmul = run_worker("matmul", {"threads": args.threads},
+                                            timeout=args.worker_timeout, malloc=malloc)
+                        matmuls.append(dict(matmul, malloc=malloc))
                         log(f"forward {model} {'x'.join(map(str, clip))} b{batch} "
-                            f"{_label(impl)} (round {rnd + 1}/{args.rounds}) ...")
+                            f"{_label(impl, malloc)} (round {rnd + 1}/{args.rounds}) ...")
                         result = run_worker("forward", job,
                                             backend=KERAS_IMPLS.get(impl),
-                                            timeout=args.worker_timeout)
+                                            timeout=args.worker_timeout, malloc=malloc)
                         if "median_s" in result:
                             log(f"  median {result['median_s']:.3f}s, first call "
                                 f"{result['first_s']:.1f}s, peak RSS "
                                 f"{result['rss_peak_mb']:.0f} MiB")
                         else:
                             log(f"  failed: {result['error']}")
-                        pooled.setdefault(impl, []).append((job, result))
-                for impl in args.impls:
-                    runs = pooled[impl]
+                        pooled.setdefault((impl, malloc), []).append((job, result))
+                for impl, malloc in variants:
+                    runs = pooled[impl, malloc]
                     ok = [r for _, r in runs if "median_s" in r]
                     result = dict(runs[0][1]) if not ok else dict(ok[0])
                     if ok:
@@ -410,7 +426,7 @@ def bench_forward(args, log, matmuls):
                         result.update(times=times, median_s=statistics.median(times),
                                       min_s=min(times), rounds=len(ok),
                                       rss_peak_mb=max(r["rss_peak_mb"] for r in ok))
-                    result.update(runs[0][0], gflop=2 * macs * batch / 1e9)
+                    result.update(runs[0][0], malloc=malloc, gflop=2 * macs * batch / 1e9)
                     if "median_s" in result:
                         result["gflops"] = result["gflop"] / result["median_s"]
                     rows.append(result)
@@ -486,9 +502,13 @@ def summarise_matmul(results):
     if not ok:
         return {"error": next((r["error"] for r in results if "error" in r), "not run")}
     rates = [r["gflops"] for r in ok]
+    by_malloc = {}
+    for r in ok:
+        by_malloc.setdefault(r.get("malloc", "default"), []).append(r["gflops"])
     return {"n": ok[0]["n"], "gflops": statistics.median(rates), "low_gflops": min(rates),
             "high_gflops": max(rates), "best_gflops": max(r["best_gflops"] for r in ok),
-            "count": len(ok), "runs": results}
+            "count": len(ok), "runs": results,
+            "by_malloc": {m: statistics.median(v) for m, v in by_malloc.items()}}
 
 
 def markdown(meta, matmul, rows, conversion, profiles):
@@ -506,10 +526,19 @@ def markdown(meta, matmul, rows, conversion, profiles):
                      f"{matmul['high_gflops']:.1f}).")
     else:
         lines.append(f"float32 matmul: failed ({matmul.get('error')})")
+    if len(meta["malloc"]) > 1 and "by_malloc" in matmul:
+        lines.append("By allocator setting, the matmul medians were " + ", ".join(
+            f"{g:.1f} ({m})" for m, g in matmul["by_malloc"].items()) + ".")
+    if meta["malloc"] != ["default"]:
+        lines += ["", "Allocator settings (`--malloc`), set in the environment of every worker "
+                  "of that setting, matmul included: " + "; ".join(
+                      f"{m}: " + (" ".join(f"`{k}={v}`" for k, v in MALLOC[m].items())
+                                  or "glibc's defaults") for m in meta["malloc"]) + "."]
     peak = matmul.get("gflops")
     if rows:
         lines += ["", "Latency is the median seconds per forward pass of the batch (backbone "
-                  "+ I3D head, float32, inference). Speed-up = mmaction2 median / median. "
+                  "+ I3D head, float32, inference). Speed-up = mmaction2 median (under the "
+                  "same allocator setting) / median. "
                   "GFLOP/s counts 2 x analytic MACs; '% mm' is against the matmul figure. "
                   "First call includes compilation (JAX, TF; keras-torch-compiled: "
                   "torch.export + inductor, whose kernels inductor caches on disk across "
@@ -519,15 +548,15 @@ def markdown(meta, matmul, rows, conversion, profiles):
                   "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     else:
         lines += ["", "Forward benchmark not run (`--backends none`)."]
-    base = {(r["model"], tuple(r["clip"]), r["batch"]): r.get("median_s")
+    base = {(r["model"], tuple(r["clip"]), r["batch"], r["malloc"]): r.get("median_s")
             for r in rows if r["impl"] == BASELINE}
     for r in rows:
         clip = "x".join(map(str, r["clip"]))
-        head = f"| {r['model']} | {clip} | {r['batch']} | {_label(r['impl'])} |"
+        head = f"| {r['model']} | {clip} | {r['batch']} | {_label(r['impl'], r['malloc'])} |"
         if "median_s" not in r:
             lines.append(f"{head} failed: {r['error'][:120]} |||||||")
             continue
-        ref = base.get((r["model"], tuple(r["clip"]), r["batch"]))
+        ref = base.get((r["model"], tuple(r["clip"]), r["batch"], r["malloc"]))
         speedup = ref / r["median_s"] if ref else None
         pct = 100 * r["gflops"] / peak if peak else None
         lines.append(f"{head} {r['median_s']:.3f} | {r['min_s']:.3f} | "
@@ -573,29 +602,34 @@ def markdown(meta, matmul, rows, conversion, profiles):
 
 
 def targets(rows, peak):
-    """Lines checking the issue's targets where the run covers them."""
+    """Lines checking the issue's targets where the run covers them (per allocator setting:
+    each implementation is compared with mmaction2 under the same one)."""
     out = []
-    for model in sorted({r["model"] for r in rows}):
-        sel = {r["impl"]: r for r in rows if r["model"] == model and "median_s" in r
-               and tuple(r["clip"]) == TARGET_CLIP and r["batch"] == TARGET_BATCH}
-        if BASELINE not in sel:
-            continue
-        ref = sel[BASELINE]["median_s"]
-        keras = {k: v for k, v in sel.items() if k in KERAS_IMPLS}
-        if "torch" in keras:
-            s = ref / keras["torch"]["median_s"]
-            out.append(f"- {model}: keras-torch {s:.2f}x mmaction2 (target >= {TARGET_TORCH}x): "
-                       f"{'met' if s >= TARGET_TORCH else 'MISSED'}")
-        if keras:
-            best = min(keras, key=lambda k: keras[k]["median_s"])
-            s = ref / keras[best]["median_s"]
-            out.append(f"- {model}: fastest backend keras-{best} {s:.2f}x (target >= "
-                       f"{TARGET_BEST}x): {'met' if s >= TARGET_BEST else 'MISSED'}")
-            if peak:
-                frac = keras[best]["gflops"] / peak
-                out.append(f"- {model}: keras-{best} at {100 * frac:.0f}% of matmul GFLOP/s "
-                           f"(target >= {100 * TARGET_MATMUL:.0f}%): "
-                           f"{'met' if frac >= TARGET_MATMUL else 'MISSED'}")
+    settings = list(dict.fromkeys(r["malloc"] for r in rows))
+    for malloc in settings:
+        tag = "" if len(settings) == 1 and malloc == "default" else f" [{malloc} malloc]"
+        for model in sorted({r["model"] for r in rows}):
+            sel = {r["impl"]: r for r in rows if r["model"] == model and "median_s" in r
+                   and r["malloc"] == malloc and tuple(r["clip"]) == TARGET_CLIP
+                   and r["batch"] == TARGET_BATCH}
+            if BASELINE not in sel:
+                continue
+            ref = sel[BASELINE]["median_s"]
+            keras = {k: v for k, v in sel.items() if k in KERAS_IMPLS}
+            if "torch" in keras:
+                s = ref / keras["torch"]["median_s"]
+                out.append(f"- {model}{tag}: keras-torch {s:.2f}x mmaction2 (target >= "
+                           f"{TARGET_TORCH}x): {'met' if s >= TARGET_TORCH else 'MISSED'}")
+            if keras:
+                best = min(keras, key=lambda k: keras[k]["median_s"])
+                s = ref / keras[best]["median_s"]
+                out.append(f"- {model}{tag}: fastest backend keras-{best} {s:.2f}x (target >= "
+                           f"{TARGET_BEST}x): {'met' if s >= TARGET_BEST else 'MISSED'}")
+                if peak:
+                    frac = keras[best]["gflops"] / peak
+                    out.append(f"- {model}{tag}: keras-{best} at {100 * frac:.0f}% of matmul "
+                               f"GFLOP/s (target >= {100 * TARGET_MATMUL:.0f}%): "
+                               f"{'met' if frac >= TARGET_MATMUL else 'MISSED'}")
     if not out:
         out.append("- Targets (32x224x224, batch 1, vs mmaction2) not covered by this run.")
     return out
@@ -667,6 +701,9 @@ def parse_args(argv=None):
                    help=f"implementations to run, from {','.join(IMPLS)}; 'none' for "
                         "the conversion benchmark alone")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--malloc", type=_csv, default=["default"],
+                   help=f"allocator settings to run every implementation under, from "
+                        f"{','.join(MALLOC)} (see MALLOC); profiles use the first")
     p.add_argument("--conversion", choices=["none", *CONVERT_CONFIGS], default="base",
                    help="model for the conversion benchmark")
     p.add_argument("--conversion-repeats", type=int, default=1)
@@ -689,6 +726,9 @@ def parse_args(argv=None):
     unknown = [b for b in args.backends if b not in IMPLS]
     if unknown:
         p.error(f"unknown --backends {unknown}; choose from {', '.join(IMPLS)}")
+    bad = [m for m in args.malloc if m not in MALLOC]
+    if bad or not args.malloc:
+        p.error(f"unknown --malloc {bad}; choose from {', '.join(MALLOC)}")
     if args.warmup < 1 or args.repeats < 1 or args.rounds < 1:
         p.error("--warmup, --repeats and --rounds must be >= 1")
     args.impls = [i for i in IMPLS if i in args.backends]
@@ -708,6 +748,7 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), threads=args.threads,
                 repeats=args.repeats, warmup=args.warmup, rounds=args.rounds,
+                malloc=args.malloc,
                 versions=_versions(),
                 machine=f"{_cpu_name()}, {os.cpu_count()} CPUs, Python "
                         f"{platform.python_version()}", argv=sys.argv[1:],
@@ -715,8 +756,10 @@ def main(argv=None):
     matmuls = []
     rows = bench_forward(args, log, matmuls)
     log("matmul ...")
-    matmuls.append(run_worker("matmul", {"threads": args.threads},
-                              timeout=args.worker_timeout))
+    for malloc in args.malloc:
+        matmuls.append(dict(run_worker("matmul", {"threads": args.threads},
+                                       timeout=args.worker_timeout, malloc=malloc),
+                            malloc=malloc))
     matmul = summarise_matmul(matmuls)
     meta["load_end"] = os.getloadavg()
     conversion = None if args.conversion == "none" else bench_conversion(args, log)
@@ -724,11 +767,13 @@ def main(argv=None):
     for impl in args.profile:
         job = dict(impl=impl, model=args.models[0], clip=list(args.clips[0]),
                    batch=args.batch[0], threads=args.threads, rows=15)
-        log(f"profile {_label(impl)} ...")
+        label = _label(impl, args.malloc[0])
+        log(f"profile {label} ...")
         backend = KERAS_IMPLS.get(impl)
-        name = f"{_label(impl)}, {args.models[0]} {'x'.join(map(str, args.clips[0]))} " \
+        name = f"{label}, {args.models[0]} {'x'.join(map(str, args.clips[0]))} " \
                f"batch {args.batch[0]}"
-        profiles[name] = run_worker("profile", job, backend=backend, timeout=args.worker_timeout)
+        profiles[name] = run_worker("profile", job, backend=backend, timeout=args.worker_timeout,
+                                    malloc=args.malloc[0])
     text = markdown(meta, matmul, rows, conversion, profiles)
     print(text)
     if args.out:
