@@ -384,6 +384,13 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+def _measure_matmul(args, malloc):
+    """One matmul worker under `malloc`; the result is tagged with it."""
+    result = run_worker("matmul", {"threads": args.threads}, timeout=args.worker_timeout,
+                        malloc=malloc)
+    return dict(result, malloc=malloc)
+
+
 def bench_forward(args, log, matmuls):
     """Each (model, clip, batch) measured in `--rounds` rounds; a round runs every
     implementation once under every `--malloc` setting, in reversed order on odd rounds, so
@@ -402,9 +409,7 @@ def bench_forward(args, log, matmuls):
                         job = dict(impl=impl, model=model, clip=list(clip), batch=batch,
                                    repeats=args.repeats, warmup=args.warmup,
                                    threads=args.threads)
-                        matmul = run_worker("matmul", {"threads": args.threads},
-                                            timeout=args.worker_timeout, malloc=malloc)
-                        matmuls.append(dict(matmul, malloc=malloc))
+                        matmuls.append(_measure_matmul(args, malloc))
                         log(f"forward {model} {'x'.join(map(str, clip))} b{batch} "
                             f"{_label(impl, malloc)} (round {rnd + 1}/{args.rounds}) ...")
                         result = run_worker("forward", job,
@@ -756,10 +761,7 @@ def main(argv=None):
     matmuls = []
     rows = bench_forward(args, log, matmuls)
     log("matmul ...")
-    for malloc in args.malloc:
-        matmuls.append(dict(run_worker("matmul", {"threads": args.threads},
-                                       timeout=args.worker_timeout, malloc=malloc),
-                            malloc=malloc))
+    matmuls += [_measure_matmul(args, malloc) for malloc in args.malloc]
     matmul = summarise_matmul(matmuls)
     meta["load_end"] = os.getloadavg()
     conversion = None if args.conversion == "none" else bench_conversion(args, log)
