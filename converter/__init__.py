@@ -1,8 +1,6 @@
-"""Conversion toolkit: official Video Swin checkpoints -> Keras 3 artifacts, with proofs.
+"""Conversion: official Video Swin checkpoints -> Keras 3 artifacts, with proofs.
 
-Importing this package does not import Keras; entry points call `select_backend()` first.
+config -> layouts/checkpoint -> mapping -> artifacts -> parity (against `upstream`, mmaction2's
+own module, or `reference`, our PyTorch model). Importing this package does not import Keras;
+entry points call `videoswin.core.backends.select_backend()` first.
 """
-
-from converter.backend import select_backend
-
-__all__ = ["select_backend"]

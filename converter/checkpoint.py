@@ -1,18 +1,16 @@
 """Load an official Video Swin checkpoint safely and bring it to the canonical layout.
 
-Canonical keys are those of the official 0.x release (`backbone.…`, final norm
-`backbone.norm`, head `cls_head.fc_cls`); mmaction2 1.x and torchvision layouts are renamed.
+Keys are brought to the canonical layout by `converter.layouts`.
 """
 
 import os
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
-LAYOUTS = ("official", "mmaction2", "torchvision")
+from converter import layouts
 
 
 class CheckpointError(ValueError):
@@ -24,7 +22,7 @@ def _keep(array):
 
 
 @dataclass
-class Checkpoint:
+class LoadedCheckpoint:
     """A canonical state dict (NumPy arrays) and where it came from.
 
     `release(array)` tells that a tensor of `state` (unmodified since loading) has been
@@ -168,62 +166,21 @@ def _unwrap(path, obj):
 def _flatten(path, state):
     import torch
 
-    arrays = {}
+    arrays, origin = {}, {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"checkpoint {path!r}: entry {key!r} is a "
                                   f"{type(value).__name__}, not a tensor; is this a state "
                                   "dict of a Video Swin model?")
-        key = key[len("module."):] if key.startswith("module.") else key
-        arrays[key] = value.detach().cpu().numpy()
+        bare = key[len("module."):] if key.startswith("module.") else key
+        if bare in arrays:
+            raise CheckpointError(f"checkpoint {path!r}: entries {origin[bare]!r} and {key!r} "
+                                  "are the same tensor once the DataParallel `module.` prefix "
+                                  "is removed")
+        arrays[bare], origin[bare] = value.detach().cpu().numpy(), key
     if not arrays:
         raise CheckpointError(f"checkpoint {path!r} holds no tensors.")
     return arrays
-
-
-def detect_layout(keys):
-    """'official', 'mmaction2' or 'torchvision' from the key names."""
-    keys = list(keys)
-    if any(k.startswith("features.") for k in keys):
-        return "torchvision"
-    if any(re.fullmatch(r"(backbone\.)?norm3\.(weight|bias)", k) for k in keys):
-        return "mmaction2"
-    return "official"
-
-
-_TORCHVISION_BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.(.+)")
-_TORCHVISION_MERGE = re.compile(r"features\.(\d+)\.(norm|reduction)\.(.+)")
-
-
-def _from_torchvision(key):
-    match = _TORCHVISION_MERGE.fullmatch(key)
-    if match and int(match[1]) % 2 == 1:
-        return f"backbone.layers.{int(match[1]) // 2}.downsample.{match[2]}.{match[3]}"
-    match = _TORCHVISION_BLOCK.fullmatch(key)
-    if match and int(match[1]) % 2 == 0:
-        rest = match[3].replace("mlp.0.", "mlp.fc1.").replace("mlp.3.", "mlp.fc2.")
-        return f"backbone.layers.{int(match[1]) // 2}.blocks.{match[2]}.{rest}"
-    if key.startswith("head."):
-        return "cls_head.fc_cls." + key[len("head."):]
-    return "backbone." + key
-
-
-def canonicalize(state, layout=None):
-    """Rename a state dict of any known layout to canonical official 0.x keys."""
-    layout = layout or detect_layout(state)
-    out = {}
-    for key, value in state.items():
-        if layout == "torchvision":
-            key = _from_torchvision(key)
-        else:
-            if not key.startswith(("backbone.", "cls_head.")):
-                key = "backbone." + key  # a bare backbone state dict
-            if layout == "mmaction2":
-                key = re.sub(r"^backbone\.norm3\.", "backbone.norm.", key)
-        if key in out:
-            raise CheckpointError(f"two checkpoint entries map to {key!r}")
-        out[key] = value
-    return out
 
 
 def check_finite(path, state, release=_keep):
@@ -243,15 +200,18 @@ def load(path, trust_pickle=False):
     """Read, canonicalise and validate a checkpoint."""
     raw = read_state(path, trust_pickle=trust_pickle)
     release = (zipfile.is_zipfile(path) and MappedPages.of(path)) or _keep
-    layout = detect_layout(raw)
-    state = canonicalize(raw, layout)
+    layout = layouts.detect(raw)
+    try:
+        state = layouts.canonicalize(raw, layout)
+    except layouts.LayoutError as err:
+        raise CheckpointError(f"checkpoint {path!r}: {err}") from None
     if not any(k.startswith("backbone.patch_embed.") for k in state):
         sample = ", ".join(list(raw)[:5])
         raise CheckpointError(f"checkpoint {path!r} does not look like a Video Swin model: "
                               f"no patch_embed weights (first keys: {sample}).")
     check_finite(path, state, release)
     has_head = any(k.startswith("cls_head.") for k in state)
-    return Checkpoint(path=path, state=state, layout=layout, has_head=has_head,
+    return LoadedCheckpoint(path=path, state=state, layout=layout.name, has_head=has_head,
                       release=release)
 
 

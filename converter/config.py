@@ -16,8 +16,9 @@ import difflib
 import re
 from pathlib import Path
 
-from converter.backend import keras_free
-from converter.spec import Checkpoint, Metrics, ModelSpec, TestPipeline
+from videoswin.core import archs, geometry
+from videoswin.core.pipelines import ORIGINS, TestPipeline
+from videoswin.core.spec import CheckpointSource, Metrics, ModelSpec
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 
@@ -40,8 +41,6 @@ _MMACTION2_KEYS = _INERT_KEYS | {"arch", "patch_size", "in_channels", "window_si
                                  "qkv_bias", "qk_scale", "drop_path_rate", "patch_norm",
                                  "act_cfg", "norm_cfg", "with_cp", "out_indices",
                                  "out_after_downsample"}
-_ARCH_ALIASES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
-_ORIGINS = ("official", "mmaction2")
 _CROPS = {"ThreeCrop": 3, "CenterCrop": 1, "TenCrop": 10}
 _CHECKPOINT_KEYS = {"filename", "url", "sha256"}
 _METRICS_KEYS = {"top1", "top5", "source", "views"}
@@ -85,11 +84,12 @@ def load_spec(path):
     fields = _backbone(model.get("backbone"), err)
     fields.update(_head(model, fields, err))
     average_clips = fields.pop("average_clips")
-    fields["arch_name"] = _preset_name(fields)
+    fields["arch_name"] = archs.arch_name(fields["embed_dim"], fields["depths"],
+                                          fields["num_heads"])
 
     origin = cfg.get("origin", fields.pop("dialect"))
-    if origin not in _ORIGINS:
-        raise err("origin", f"{origin!r} is not one of {_ORIGINS}")
+    if origin not in ORIGINS:
+        raise err("origin", f"{origin!r} is not one of {ORIGINS}")
     pipeline = _pipeline(cfg, model, average_clips, err)
     return ModelSpec(name=path.stem, path=str(path), origin=origin, pipeline=pipeline,
                      **_metadata(cfg, path, pipeline, err), **fields)
@@ -237,14 +237,13 @@ def _official_arch(backbone):
 
 def _mmaction2_arch(backbone, err):
     arch = backbone["arch"]
-    archs = _preset_archs()
     if isinstance(arch, str):
-        name = _ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if name not in archs:
+        try:
+            a = archs.arch(arch)
+        except ValueError:
             raise err("model.backbone.arch",
-                      f"unknown arch {arch!r}; expected one of {', '.join(sorted(archs))} "
-                      "(or t/s/b/l), or a dict with embed_dims, depths and num_heads")
-        a = archs[name]
+                      f"unknown arch {arch!r}; expected one of {', '.join(sorted(archs.ARCHS))} "
+                      "(or t/s/b/l), or a dict with embed_dims, depths and num_heads") from None
         arch_fields = dict(embed_dim=a["embed_dim"], depths=a["depths"], num_heads=a["num_heads"])
     elif isinstance(arch, dict) and set(arch) == {"embed_dims", "depths", "num_heads"}:
         arch_fields = dict(embed_dim=arch["embed_dims"], depths=arch["depths"],
@@ -262,36 +261,21 @@ def _mmaction2_arch(backbone, err):
 
 
 def _check_stages(arch, err):
-    depths, heads, dim = arch["depths"], arch["num_heads"], arch["embed_dim"]
-    if not 1 <= len(depths) <= 4 or len(depths) != len(heads):
-        raise err("model.backbone.depths", f"depths {depths} and num_heads {heads} must have "
-                  "the same length, 1 to 4 stages")
-    for i, h in enumerate(heads):
-        if h < 1 or (dim * 2 ** i) % h:
-            raise err("model.backbone.num_heads", f"stage {i} width {dim * 2 ** i} is not "
-                      f"divisible by its {h} heads")
+    depths, heads = arch["depths"], arch["num_heads"]
+    if not 1 <= len(depths) <= 4:
+        raise err("model.backbone.depths", f"depths {depths}: 1 to 4 stages are supported")
+    try:
+        archs.check_stages(arch["embed_dim"], depths, heads)
+    except ValueError as e:
+        key = "model.backbone.num_heads" if "num_heads" in str(e) else "model.backbone.depths"
+        raise err(key, str(e)) from None
 
 
 def _triple(value, key, err):
-    if isinstance(value, int):
-        return (value,) * 3
-    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
-            isinstance(v, int) and v > 0 for v in value):
-        return tuple(value)
-    raise err(key, f"expected an int or 3 positive ints (T, H, W), found {value!r}")
-
-
-def _preset_archs():
-    """`videoswin.presets.ARCHS`, read without importing keras (see `keras_free`)."""
-    return keras_free("presets").ARCHS
-
-
-def _preset_name(fields):
-    for name, a in _preset_archs().items():
-        if (a["embed_dim"], tuple(a["depths"]), tuple(a["num_heads"])) == (
-                fields["embed_dim"], fields["depths"], fields["num_heads"]):
-            return name
-    return None
+    try:
+        return geometry.triple(value, key)
+    except (TypeError, ValueError):
+        raise err(key, f"expected an int or 3 positive ints (T, H, W), found {value!r}") from None
 
 
 # -- head ----------------------------------------------------------------------------------
@@ -443,7 +427,7 @@ def _metadata(cfg, path, pipeline, err):
     dataset, pretrain = (cfg.get(k) if isinstance(cfg.get(k), str) else upstream.get(k)
                          for k in ("dataset", "pretrain"))
     dataset, pretrain = dataset or _dataset_from(stem), pretrain or _pretrain_from(stem)
-    return dict(dataset=dataset, pretrain=pretrain, checkpoint=Checkpoint(**ckpt),
+    return dict(dataset=dataset, pretrain=pretrain, checkpoint=CheckpointSource(**ckpt),
                 metrics=Metrics(**metrics))
 
 

@@ -38,7 +38,6 @@ class Rule:
 
 _STAGE = r"backbone\.layers\.(\d+)"
 _BLOCK = _STAGE + r"\.blocks\.(\d+)"
-_NORM = {"weight": "gamma", "bias": "beta"}
 
 RULES = (
     Rule(r"backbone\.patch_embed\.proj\.weight", "patch_embed/proj/kernel", conv3d),
@@ -106,7 +105,7 @@ def plan(model, state, window_size, rules=RULES, ignore_head=False):
     `pairs` maps keras path -> laid-out NumPy view (no copy yet). Raises `MappingError` listing every
     unmapped key, unfilled variable and shape mismatch together.
     """
-    from videoswin import windows   # here, so that the CLI's error classes import no keras
+    from videoswin.model import windows   # here: the CLI's error classes import no keras
 
     variables = keras_variables(model)
     coverage = Coverage()
@@ -190,11 +189,13 @@ def assign(model, state, window_size, rules=RULES, ignore_head=False, release=No
     """Fill `model`'s variables from a canonical state dict; returns the `Coverage`.
 
     One variable at a time, each source tensor copied once; `release(array)` is called
-    with each source tensor once copied (see `checkpoint.Checkpoint.release`). Variables
+    with each source tensor once copied (see `checkpoint.LoadedCheckpoint.release`). Variables
     of a model made by `build_deferred` are initialised here, all of them, even on a
     `MappingError`, so no uninitialised variable is left behind.
     """
     import keras
+
+    from videoswin.model import keras_private
 
     release = release or (lambda array: None)
     variables = keras_variables(model)
@@ -202,8 +203,8 @@ def assign(model, state, window_size, rules=RULES, ignore_head=False, release=No
         pairs, coverage = plan(model, state, window_size, rules, ignore_head)
         for path, array in pairs.items():
             variable = variables[path]
-            if variable._value is None:   # deferred: initialise straight from the tensor
-                variable._initializer = _FromSource(array, release)
+            if keras_private.is_deferred(variable):   # initialise straight from the tensor
+                keras_private.defer_to(variable, _FromSource(array, release))
             else:
                 variable.assign(np.ascontiguousarray(array, dtype=np.float32))
                 release(array)

@@ -5,7 +5,6 @@ else `converter.reference`) and through the saved `.keras` and `.weights.h5` fil
 requested Keras backend, each in its own process. Logits and backbone features are compared.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,15 +13,11 @@ import time
 
 import numpy as np
 
-from converter.backend import BACKENDS
+from videoswin.core import naming
+from videoswin.core.backends import installed_backends
+from videoswin.core.manifest import describe, write_json, write_text_atomic
 
 DEFAULT_TOLERANCE = 1e-4
-
-
-def installed_backends():
-    """The Keras backends whose framework imports here."""
-    module = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}
-    return [b for b in BACKENDS if importlib.util.find_spec(module[b]) is not None]
 
 
 def make_clips(count, clip_shape, seed, channels=3):
@@ -146,6 +141,15 @@ def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None,
                                                      report["backends"].values())
                         else "failed" if backends else "skipped")
     return report
+
+
+def write_reports(folder, stem, report):
+    """Write `<stem>.parity.json` and `<stem>.parity.md` into `folder`; returns their
+    `{name: {size, sha256}}` for the manifest."""
+    json_name, md_name = naming.parity_files(stem)
+    write_json(naming.inside(folder, json_name), report)
+    write_text_atomic(naming.inside(folder, md_name), markdown(report, title=stem))
+    return {name: describe(os.path.join(folder, name)) for name in (json_name, md_name)}
 
 
 def summary(report):

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from converter.backend import select_backend
+from videoswin.core.backends import select_backend
 
 
 def _infer(model, clips):
@@ -46,7 +46,7 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    import videoswin  # noqa: F401  (registers the serialisable classes)
+    import videoswin.model  # noqa: F401  (registers the serialisable classes)
 
     clips = np.load(clips_path)
     results, seconds = {}, {}

@@ -36,15 +36,6 @@ def random_value(name, shape, generator):
     return noise * (gain / fan_in ** 0.5)
 
 
-def randomize_(module, seed):
-    """Overwrite every parameter of `module` in place (buffers untouched); returns it."""
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            param.copy_(random_value(name, param.shape, generator))
-    return module
-
-
 def random_state_dict(spec_or_kwargs, seed):
     """A canonical official-layout state dict with random weights for a spec or kwargs.
 

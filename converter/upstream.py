@@ -72,7 +72,7 @@ def build(spec):
         pretrained=None, pretrained2d=False, patch_size=tuple(spec.patch_size),
         in_channels=spec.in_channels, window_size=tuple(spec.window_size),
         mlp_ratio=spec.mlp_ratio, qkv_bias=spec.qkv_bias, qk_scale=spec.qk_scale,
-        drop_path_rate=0.0, patch_norm=spec.patch_norm)
+        drop_path_rate=0.0, patch_norm=spec.patch_norm, out_indices=(len(spec.depths) - 1,))
     features = spec.embed_dim * 2 ** (len(spec.depths) - 1)
     head = torch.nn.Linear(features, spec.num_classes) if spec.num_classes else None
     backbone.eval()
@@ -83,13 +83,12 @@ def load(spec, canonical):
     """mmaction2 modules holding a canonical state dict (strict on the backbone)."""
     import torch
 
+    from converter import layouts
+
     backbone, head = build(spec)
-    state = {}
-    for key, value in canonical.items():
-        if key.startswith("backbone."):
-            key = key[len("backbone."):]
-            state["norm3." + key[5:] if key.startswith("norm.") else key] = torch.from_numpy(
-                value.copy())
+    state = {key[len("backbone."):]: torch.from_numpy(value.copy()) for key, value in
+             layouts.export(canonical, layouts.MMACTION2, len(spec.depths)).items()
+             if key.startswith("backbone.")}
     backbone.load_state_dict(state, strict=True)
     if head is not None and "cls_head.fc_cls.weight" in canonical:
         head.load_state_dict({"weight": torch.from_numpy(canonical["cls_head.fc_cls.weight"]),

@@ -55,7 +55,8 @@ CONVERT_CONFIGS = {
     "tiny": "swin_tiny_patch244_window877_kinetics400_1k",
     "base": "swin_base_patch244_window877_kinetics400_22k",
 }
-# Issue 9 targets, on Swin-T and Swin-B, 32x224x224, batch 1.
+# The project's speed and conversion goals (BENCHMARKS.md, "Goals"), on Swin-T and Swin-B,
+# 32x224x224, batch 1.
 TARGET_CLIP, TARGET_BATCH = (32, 224, 224), 1
 TARGET_TORCH, TARGET_BEST, TARGET_MATMUL = 1.4, 1.8, 0.75
 TARGET_CONVERT_TIME, TARGET_CONVERT_RSS = 1.5, 3.0
@@ -92,17 +93,12 @@ def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _pure(name):
-    """videoswin/<name>.py without the package's keras import: the mmaction2 and reference
-    workers must not pay for keras in time or memory."""
-    sys.path.insert(0, ROOT)
-    from converter.backend import keras_free
-
-    return keras_free(name)
-
-
 def _arch(model):
-    return _pure("presets").arch(model)
+    # videoswin.core imports no keras: the mmaction2 and reference workers do not pay for it.
+    sys.path.insert(0, ROOT)
+    from videoswin.core.archs import arch
+
+    return arch(model)
 
 
 def _load_mmaction_swin():
@@ -166,7 +162,7 @@ def _build(impl, model, clip, batch, seed=0):
 
     import keras  # KERAS_BACKEND was set by the parent
 
-    from videoswin import VideoSwinBackbone, VideoSwinClassifier
+    from videoswin.model import VideoSwinBackbone, VideoSwinClassifier
 
     backbone = VideoSwinBackbone(**a, input_shape=tuple(clip) + (3,))
     net = VideoSwinClassifier(backbone, NUM_CLASSES)
@@ -261,7 +257,7 @@ def worker_bare_save(job):
 
     torch.set_num_threads(job["threads"])
     from converter.config import load_spec
-    from videoswin import VideoSwinBackbone, VideoSwinClassifier
+    from videoswin.model import VideoSwinBackbone, VideoSwinClassifier
 
     spec = load_spec(job["config"])
     state = torch.load(job["checkpoint"], map_location="cpu", weights_only=True)
@@ -372,7 +368,9 @@ def run_worker(kind, job, backend=None, timeout=3600, malloc="default"):
 
 
 def _macs(model, clip):
-    return _pure("flops").count_macs(tuple(clip), **_arch(model), num_classes=NUM_CLASSES).total
+    from videoswin.core.flops import count_macs
+
+    return count_macs(tuple(clip), **_arch(model), num_classes=NUM_CLASSES).total
 
 
 def _label(impl, malloc="default"):
@@ -454,7 +452,7 @@ def bench_conversion(args, log):
         runs = {}
         for rep in range(args.conversion_repeats):
             out_dir = os.path.join(scratch, f"out{rep}")
-            cmd = [sys.executable, "-c", "from converter.cli import main; main()",
+            cmd = [sys.executable, "-c", "from videoswin_tools.convert import main; main()",
                    "--config", config, "--checkpoint", ckpt, "--output-dir", out_dir,
                    "--backends", "none", "--quiet"]
             log(f"conversion: videoswin-convert run {rep + 1} ...")
@@ -607,7 +605,7 @@ def markdown(meta, matmul, rows, conversion, profiles):
 
 
 def targets(rows, peak):
-    """Lines checking the issue's targets where the run covers them (per allocator setting:
+    """Lines checking the goals where the run covers them (per allocator setting:
     each implementation is compared with mmaction2 under the same one)."""
     out = []
     settings = list(dict.fromkeys(r["malloc"] for r in rows))

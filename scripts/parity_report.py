@@ -15,7 +15,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from converter.cli import convert  # noqa: E402
+from converter.convert import convert  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 VARIANTS = {

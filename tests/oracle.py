@@ -16,8 +16,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from converter import upstream
-from converter.synthetic import randomize_
+from converter import layouts, upstream
+from converter.synthetic import random_value
+
+
+def randomize_(module, seed):
+    """Overwrite every parameter of `module` in place (buffers untouched) with distinct
+    seeded values (`converter.synthetic.random_value`); returns it."""
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            param.copy_(random_value(name, param.shape, generator))
+    return module
 
 
 def swin_source_path():
@@ -112,25 +122,25 @@ def oracle_features(oracle, clips, channels_last=True):
     return oracle_outputs(oracle, clips, channels_last)[0]
 
 
-def _export(oracle, rename):
-    out = OrderedDict()
-    for key, value in oracle.state_dict().items():
-        new = rename(key)
-        if new is not None:
-            out[new] = value.detach().clone().contiguous()
-    return out
+def export_state_dict(oracle, layout):
+    """The oracle's weights in a layout of `converter.layouts` (a `Layout` or its name).
+
+    The oracle's own state dict is in mmaction2 1.x layout (final norm `norm{n-1}`); it is
+    read through that layout to canonical keys, then written out in `layout`.
+    """
+    canonical = layouts.canonicalize(oracle.state_dict(), layouts.MMACTION2)
+    return OrderedDict((key, value.detach().clone().contiguous()) for key, value in
+                       layouts.export(canonical, layout, oracle.num_stages).items())
 
 
 def mmaction_state_dict(oracle):
     """mmaction2 1.x layout: `backbone.*` with final norm `backbone.norm{n-1}`, `cls_head.fc_cls`."""
-    return _export(oracle, lambda k: k)
+    return export_state_dict(oracle, layouts.MMACTION2)
 
 
 def official_state_dict(oracle):
     """Official 0.x layout: as mmaction2 1.x but the final norm is `backbone.norm`."""
-    prefix = f"backbone.{oracle.final_norm}."
-    return _export(oracle, lambda k: "backbone.norm." + k[len(prefix):]
-                   if k.startswith(prefix) else k)
+    return export_state_dict(oracle, layouts.OFFICIAL)
 
 
 def torchvision_state_dict(oracle):
@@ -138,24 +148,7 @@ def torchvision_state_dict(oracle):
 
     torchvision keeps the 3-D `relative_position_index` unflattened, (N, N), as the official.
     """
-    prefix = f"backbone.{oracle.final_norm}."
-
-    def rename(key):
-        if key.startswith(prefix):
-            return "norm." + key[len(prefix):]
-        if key.startswith("cls_head.fc_cls."):
-            return "head." + key[len("cls_head.fc_cls."):]
-        key = key[len("backbone."):]
-        if key.startswith("patch_embed."):
-            return key
-        parts = key.split(".")                     # layers.i.blocks.j.rest / layers.i.downsample.rest
-        stage = int(parts[1])
-        if parts[2] == "downsample":
-            return ".".join(["features", str(2 * stage + 1)] + parts[3:])
-        rest = ".".join(parts[4:]).replace("mlp.fc1.", "mlp.0.").replace("mlp.fc2.", "mlp.3.")
-        return f"features.{2 * stage}.{parts[3]}.{rest}"
-
-    return _export(oracle, rename)
+    return export_state_dict(oracle, layouts.TORCHVISION)
 
 
 def save_checkpoint(state_dict, path, wrapper="official"):

@@ -1,11 +1,39 @@
-"""Video Swin Transformer for Keras 3 (TensorFlow, JAX, PyTorch backends)."""
+"""Video Swin Transformer for Keras 3 (TensorFlow, JAX, PyTorch backends).
 
-from videoswin.backbone import VideoSwinBackbone
-from videoswin.classifier import (VideoSwinB, VideoSwinClassifier, VideoSwinL, VideoSwinS,
-                                  VideoSwinT)
-from videoswin.presets import ARCHS
+`import videoswin` imports no Keras: the pure facts live in `videoswin.core`, and the Keras
+classes (`videoswin.VideoSwinB`, ...) load from `videoswin.model` on first access (PEP 562),
+so set KERAS_BACKEND before touching them. Keras finds the classes a `.keras` file names
+only once they are registered: `import videoswin.model` (or any use of a model class) does it.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["ARCHS", "VideoSwinBackbone", "VideoSwinClassifier", "VideoSwinT", "VideoSwinS",
-           "VideoSwinB", "VideoSwinL", "__version__"]
+# public name -> module that defines it
+_LAZY = {
+    "VideoSwinBackbone": "videoswin.model.backbone",
+    "VideoSwinClassifier": "videoswin.model.classifier",
+    "VideoSwinT": "videoswin.model.variants",
+    "VideoSwinS": "videoswin.model.variants",
+    "VideoSwinB": "videoswin.model.variants",
+    "VideoSwinL": "videoswin.model.variants",
+    "freeze_stages": "videoswin.model.finetune",
+    "ARCHS": "videoswin.core.archs",
+    "PRESETS": "videoswin.core.presets",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'videoswin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

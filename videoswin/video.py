@@ -27,19 +27,10 @@ import os
 
 import numpy as np
 
-from videoswin.labels import canonical_dataset
-from videoswin.preprocessing import MEAN, STD
+from videoswin.core import datasets
+from videoswin.core.pipelines import KINETICS, MEAN, ORIGINS, SAMPLING_KEYS, STD
 
-ORIGINS = ("official", "mmaction2")
 RESIZE_BACKENDS = ("auto", "cv2", "numpy")
-
-# Test pipelines of the published models (clips x crops = 4 x 3 for Kinetics, 1 x 3 for SSv2).
-KINETICS_PIPELINE = {
-    "clip_len": 32, "frame_interval": 2, "num_clips": 4, "uniform_sampling": False,
-    "short_side": 224, "crop_size": 224, "num_crops": 3, "mean": MEAN, "std": STD,
-}
-SSV2_PIPELINE = dict(KINETICS_PIPELINE, num_clips=1, uniform_sampling=True)
-PIPELINE_KEYS = tuple(KINETICS_PIPELINE)
 
 
 class VideoReadError(ValueError):
@@ -47,12 +38,9 @@ class VideoReadError(ValueError):
 
 
 def default_pipeline(dataset=None):
-    """The official test pipeline of `dataset`: SSv2's for 'sthv2' (or an alias), else Kinetics'."""
-    try:
-        is_ssv2 = dataset is not None and canonical_dataset(dataset) == "sthv2"
-    except ValueError:
-        is_ssv2 = False
-    return dict(SSV2_PIPELINE if is_ssv2 else KINETICS_PIPELINE)
+    """The sampling settings of `dataset`'s official test pipeline (Kinetics' by default), as
+    keyword arguments of `load_video` and `video_probabilities`."""
+    return datasets.pipeline_for(dataset).sampling()
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -350,11 +338,12 @@ def top_classes(probabilities, labels=None, k=5):
 def video_probabilities(model, path, batch_size=1, origin="official", average_clips="prob",
                         resize_backend="auto", **pipeline):
     """Class probabilities `(classes,)` of `model` on the file `path` under the multi-view test
-    protocol. `pipeline` overrides `KINETICS_PIPELINE` keys (e.g. `num_clips=1`)."""
-    unknown = set(pipeline) - set(PIPELINE_KEYS)
+    protocol. `pipeline` overrides the Kinetics sampling settings (e.g. `num_clips=1`; see
+    `videoswin.core.pipelines.SAMPLING_KEYS`)."""
+    unknown = set(pipeline) - set(SAMPLING_KEYS)
     if unknown:
-        raise TypeError(f"unknown pipeline settings {sorted(unknown)}; expected {PIPELINE_KEYS}")
-    settings = dict(KINETICS_PIPELINE, **pipeline)
+        raise TypeError(f"unknown pipeline settings {sorted(unknown)}; expected {SAMPLING_KEYS}")
+    settings = dict(KINETICS.sampling(), **pipeline)
     _check_input_shape(model, settings)
     views = load_video(path, origin=origin, normalize=not _normalises_inside(model),
                        resize_backend=resize_backend, **settings)
@@ -366,8 +355,9 @@ def predict_video(model, path, labels=None, top_k=5, batch_size=1, origin="offic
                   average_clips="prob", **pipeline):
     """Top-k `(label, probability)` of a `VideoSwinClassifier` on a video file.
 
-    `labels`: class names in index order (see `videoswin.labels.load_labels`), or None for
-    indices. Views: `num_clips` x `num_crops` (4 x 3 by default; SSv2: `**SSV2_PIPELINE`).
+    `labels`: class names in index order (see `videoswin.core.labels.load_labels`), or None
+    for indices. Views: `num_clips` x `num_crops` (4 x 3 by default; SSv2:
+    `**default_pipeline("sthv2")`).
     """
     probs = video_probabilities(model, path, batch_size, origin, average_clips, **pipeline)
     return top_classes(probs, labels, top_k)

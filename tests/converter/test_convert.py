@@ -16,7 +16,7 @@ import pytest
 import videoswin
 from converter import artifacts, mapping, parity
 from converter import checkpoint as ckpt
-from converter.cli import convert
+from converter.convert import convert
 from converter.config import load_spec
 from tests import oracle
 from tests.converter.support import write_config
@@ -159,7 +159,7 @@ def test_wrong_window_fails_the_index_check(tmp_path):
 
 def _cli(*args, cwd=None):
     env = dict(os.environ, KERAS_BACKEND=BACKEND)
-    return subprocess.run([sys.executable, "-m", "converter.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "videoswin_tools.convert", *args], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=600)
 
 
@@ -210,7 +210,7 @@ def test_parity_command_reruns_on_existing_artifacts(tmp_path):
     convert(config, path, str(out), backends=[], quiet=True)
     assert json.loads((out / "manifest.json").read_text())["parity"] == {"status": "skipped"}
     env = dict(os.environ, KERAS_BACKEND=BACKEND)
-    proc = subprocess.run([sys.executable, "-c", "from converter.cli import parity_main; "
+    proc = subprocess.run([sys.executable, "-c", "from videoswin_tools.convert import parity_main; "
                            "parity_main()", str(out), "--checkpoint", path, "--backends",
                            BACKEND, "--parity-clip", *map(str, CLIP)],
                           capture_output=True, text=True, env=env, timeout=600)
@@ -222,7 +222,7 @@ def test_parity_command_reruns_on_existing_artifacts(tmp_path):
     # A different checkpoint (other seed) is caught.
     _, other, _ = _oracle_checkpoint(tmp_path / "x" if (tmp_path / "x").mkdir() is None
                                      else tmp_path, seed=99)
-    proc = subprocess.run([sys.executable, "-c", "from converter.cli import parity_main; "
+    proc = subprocess.run([sys.executable, "-c", "from videoswin_tools.convert import parity_main; "
                            "parity_main()", str(out), "--checkpoint", other, "--backends",
                            BACKEND, "--parity-clip", *map(str, CLIP)],
                           capture_output=True, text=True, env=env, timeout=600)
@@ -318,7 +318,7 @@ def test_conversion_on_another_backend_leaves_tensorflow_unimported(tmp_path):
     out = tmp_path / "out"
     script = f"""if True:
         import json, sys, zipfile
-        from converter.cli import convert
+        from converter.convert import convert
         convert({config!r}, {path!r}, {str(out)!r}, backends=[], quiet=True)
         print("after conversion:", "tensorflow" in sys.modules)
         import keras, videoswin

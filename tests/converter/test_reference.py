@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from converter.reference import VideoSwinReference, relative_position_index
-from converter.spec import ModelSpec
+from videoswin.core.spec import ModelSpec
 from converter.synthetic import random_checkpoint, random_state_dict
 
 from tests import oracle

@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from videoswin import labels as label_maps
+from videoswin.core import labels as label_maps
 from videoswin import video
 
 

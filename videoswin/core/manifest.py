@@ -1,0 +1,231 @@
+"""`Manifest`: the versioned record of one conversion folder (`manifest.json`).
+
+Every reader and writer goes through this module: the converter writes it, parity rewrites
+its parity part, publishing adds `hub`, and the zoo, the predictor and `from_preset` read it.
+
+Keys (schema version 1; manifests written before versioning carry no `schema_version` and
+are read as version 1):
+- `schema_version`, `config` (the model name, a plain file-name stem), `config_path`;
+- `spec` (`ModelSpec.to_dict()`), `layout`, `with_head`, `coverage`;
+- `source_checkpoint`: `name`, `sha256`, `size`, `random_weights_seed`, `url`;
+- `params`, `backbone_params`, `flops` (`macs_per_view`, `gmacs_per_view`, `view`), `versions`;
+- `parity`: `status` (passed | failed | skipped), `reference`, `tolerance`, `clips`, `backends`;
+- `artifacts`: file name -> `{size, sha256}`;
+- `hub` (after publishing): `repo_id`, `url`, `revision`.
+"""
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+
+from videoswin.core import naming
+from videoswin.core.spec import ModelSpec
+
+SCHEMA_VERSION = 1
+REQUIRED = ("config", "spec", "source_checkpoint", "params", "parity", "artifacts")
+PARITY_STATUSES = ("passed", "failed", "skipped")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and the reason."""
+
+
+def sha256(path, chunk=1 << 20):
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(path, digest=None):
+    """`{size, sha256}` of a file; `digest` if already computed from its final bytes."""
+    return {"size": os.path.getsize(path), "sha256": digest or sha256(path)}
+
+
+class Manifest(dict):
+    """A conversion manifest: the JSON object, validated, with typed accessors."""
+
+    source = "manifest"                 # where it was read from, for messages
+
+    @classmethod
+    def read(cls, folder):
+        """The manifest of a conversion folder; `ManifestError` if missing or invalid."""
+        path = os.path.join(folder, naming.MANIFEST)
+        if not os.path.isfile(path):
+            raise ManifestError(f"{path} not found: {folder} is not a videoswin-convert "
+                                "output folder")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle, parse_constant=_refuse_constant)
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ManifestError(f"{path}: not a readable JSON manifest ({err})") from None
+        return cls.parse(data, source=path)
+
+    @classmethod
+    def parse(cls, data, source="manifest"):
+        manifest = cls(data) if isinstance(data, dict) else None
+        if manifest is None:
+            raise ManifestError(f"{source}: a manifest must be a JSON object")
+        manifest.source = str(source)
+        manifest.validate()
+        return manifest
+
+    def _fail(self, problem):
+        raise ManifestError(f"{self.source}: {problem}")
+
+    def validate(self):
+        """Check the schema; raises `ManifestError` naming the key at fault."""
+        version = self.get("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            self._fail(f"schema_version {version!r} is not a positive int")
+        if version > SCHEMA_VERSION:
+            self._fail(f"schema_version {version} is newer than this videoswin reads "
+                       f"({SCHEMA_VERSION}); upgrade videoswin")
+        missing = [k for k in REQUIRED if k not in self]
+        if missing:
+            self._fail(f"lacks {', '.join(missing)}; it was not written by videoswin-convert")
+        try:
+            naming.check_plain_name(self["config"], "config name")
+        except ValueError as err:
+            self._fail(str(err))
+        if not isinstance(self["spec"], dict):
+            self._fail("`spec` is not an object")
+        try:
+            self._spec = ModelSpec.from_dict(self["spec"])
+        except (TypeError, ValueError, KeyError) as err:
+            self._fail(f"`spec` is not a model spec ({err})")
+        if not isinstance(self["params"], int):
+            self._fail(f"`params` {self['params']!r} is not an int")
+        parity = self["parity"]
+        if not isinstance(parity, dict) or parity.get("status") not in PARITY_STATUSES:
+            self._fail(f"`parity.status` must be one of {PARITY_STATUSES}")
+        if not isinstance(self["source_checkpoint"], dict):
+            self._fail("`source_checkpoint` is not an object")
+        artifacts = self["artifacts"]
+        if not isinstance(artifacts, dict):
+            self._fail("`artifacts` is not an object")
+        for name, record in artifacts.items():
+            try:
+                naming.check_plain_name(name, "artifact")
+            except ValueError as err:
+                self._fail(str(err))
+            if (not isinstance(record, dict) or not isinstance(record.get("size"), int)
+                    or not _SHA256.fullmatch(str(record.get("sha256")))):
+                self._fail(f"artifact {name!r} needs an int `size` and a hex `sha256`")
+        hub = self.get("hub")
+        if hub is not None and not (isinstance(hub, dict) and isinstance(hub.get("repo_id"), str)
+                                    and isinstance(hub.get("url"), str)):
+            self._fail("`hub` needs `repo_id` and `url` strings")
+
+    # -- accessors --------------------------------------------------------------------------
+
+    @property
+    def name(self):
+        """The model name (config stem) that prefixes every artifact."""
+        return self["config"]
+
+    @property
+    def spec(self):
+        return self._spec
+
+    @property
+    def with_head(self):
+        return bool(self.get("with_head", naming.keras_file(self.name) in self["artifacts"]))
+
+    @property
+    def parity_status(self):
+        return self["parity"]["status"]
+
+    @property
+    def random_seed(self):
+        """The seed of a `--random-weights` conversion, or None for a real checkpoint."""
+        return self["source_checkpoint"].get("random_weights_seed")
+
+    @property
+    def is_random(self):
+        return self.random_seed is not None
+
+    @property
+    def hub(self):
+        return self.get("hub")
+
+    def keras_file(self, backbone=False):
+        """File name of the classifier (or backbone) `.keras` archive."""
+        return naming.keras_file(self.name, backbone)
+
+    def required_files(self):
+        """The model files a complete conversion of this kind holds."""
+        return naming.model_files(self.name, self.with_head)
+
+    def verify(self, folder, names=None):
+        """Check that the listed artifacts (default: all) in `folder` have the recorded size
+        and sha256; `ManifestError` naming the first file that differs or is missing."""
+        for name in self.required_files():
+            if name not in self["artifacts"]:
+                self._fail(f"does not list {name}; the conversion is incomplete")
+        for name in self["artifacts"] if names is None else names:
+            record = self["artifacts"].get(name)
+            if record is None:
+                self._fail(f"does not list {name}")
+            path = naming.inside(folder, name, "artifact")
+            if not os.path.isfile(path):
+                self._fail(f"lists {name}, but {path} is missing")
+            if os.path.getsize(path) != record["size"] or sha256(path) != record["sha256"]:
+                self._fail(f"{path} differs from the manifest (recorded size {record['size']}, "
+                           f"sha256 {record['sha256'][:12]}...): it changed after conversion")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def to_json(self):
+        """Strict JSON text (no NaN or Infinity; non-finite numbers become null)."""
+        data = {"schema_version": SCHEMA_VERSION, **self}
+        return json.dumps(_strict(data), indent=2, allow_nan=False) + "\n"
+
+    def write(self, folder):
+        """Validate, then write `folder/manifest.json` atomically; returns its path."""
+        self.source = os.path.join(folder, naming.MANIFEST)
+        self.validate()
+        write_text_atomic(self.source, self.to_json())
+        return self.source
+
+
+def write_text_atomic(path, text):
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                                   suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, data):
+    """Strict JSON (non-finite numbers as null), written atomically."""
+    write_text_atomic(path, json.dumps(_strict(data), indent=2, allow_nan=False) + "\n")
+
+
+def _strict(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_strict(v) for v in value]
+    if hasattr(value, "tolist"):                 # NumPy scalars and arrays
+        return _strict(value.tolist())
+    return value
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,109 @@
+"""Window multi-head self-attention with a 3-D relative position bias."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from videoswin.model import windows
+
+
+@keras.saving.register_keras_serializable(package="videoswin")
+class WindowAttention3D(keras.layers.Layer):
+    """W-MSA / SW-MSA of Video Swin (the official `attn` module).
+
+    Windows arrive grouped by shift mask (`windows.window_plan`), so each group needs one
+    `(1, heads, N, N)` bias (relative position bias plus that group's mask) that broadcasts
+    over its windows and the batch.
+    """
+
+    def __init__(self, dim, num_heads, *, window_size=(8, 7, 7), qkv_bias=True, qk_scale=None,
+                 attn_drop=0.0, proj_drop=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.dim = int(dim)
+        self.num_heads = int(num_heads)
+        self.window_size = tuple(int(k) for k in window_size)
+        self.qkv_bias = bool(qkv_bias)
+        self.qk_scale = qk_scale
+        self.attn_drop = float(attn_drop)
+        self.proj_drop = float(proj_drop)
+        self.head_dim = self.dim // self.num_heads
+        self.scale = float(qk_scale) if qk_scale is not None else self.head_dim ** -0.5
+        self.qkv = keras.layers.Dense(3 * self.dim, use_bias=self.qkv_bias, name="qkv",
+                                      dtype=self.dtype_policy)
+        self.proj = keras.layers.Dense(self.dim, name="proj", dtype=self.dtype_policy)
+        self.attn_dropout = keras.layers.Dropout(self.attn_drop, dtype=self.dtype_policy)
+        self.proj_dropout = keras.layers.Dropout(self.proj_drop, dtype=self.dtype_policy)
+
+    def build(self, input_shape=None):
+        wd, wh, ww = self.window_size
+        rows = (2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1)
+        self.relative_position_bias_table = self.add_weight(
+            name="relative_position_bias_table",
+            shape=(rows, self.num_heads),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        )
+        self.qkv.build((None, self.dim))
+        self.proj.build((None, self.dim))
+        self.built = True
+
+    def relative_bias(self, n):
+        """(heads, n, n) bias for the first n tokens of the configured window.
+
+        The index is computed for the configured window and sliced [:n, :n] even when the
+        window was clamped: that is what the official model does, so we keep it.
+        """
+        index = windows.relative_position_index(self.window_size)[:n, :n].reshape(-1)
+        # Gather along the transposed table: the result is already (heads, n, n) in
+        # memory, so no backend has to copy it again on the way to the attention kernel.
+        table = ops.transpose(self.relative_position_bias_table)
+        bias = ops.take(table, ops.convert_to_tensor(index), axis=1)
+        return ops.reshape(bias, (self.num_heads, n, n))
+
+    def call(self, x, *, size, window, shift, training=None):
+        """Attention within windows.
+
+        x: (B, nW*N, C), the tokens of nW windows of N tokens, window after window, in the
+        order of `windows.window_plan(size, window, shift)`: grouped by shift mask.
+        """
+        c = x.shape[-1]
+        groups = windows.window_plan(size, window, shift).groups
+        n = int(np.prod(window))
+        relative = self.relative_bias(n)
+        qkv = self.qkv(x)
+        outs, start = [], 0
+        for count, mask in groups:
+            part = qkv if len(groups) == 1 else qkv[:, start * n:(start + count) * n]
+            start += count
+            # (B*count, N, 3, heads, d): q, k and v are (batch, N, heads, d) views.
+            part = ops.reshape(part, (-1, n, 3, self.num_heads, self.head_dim))
+            q, k, v = (part[:, :, i] for i in range(3))
+            bias = relative
+            if mask is not None:
+                bias = ops.cast(bias, "float32") + ops.convert_to_tensor(mask)
+            bias = ops.cast(bias, q.dtype)[None]
+            if training and self.attn_drop > 0:
+                out = self._explicit_attention(q, k, v, bias, training)
+            else:
+                out = ops.dot_product_attention(q, k, v, bias=bias, scale=self.scale)
+            outs.append(ops.reshape(out, (-1, count * n, c)))
+        out = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=1)
+        out = self.proj(out)
+        return self.proj_dropout(out, training=training)
+
+    def _explicit_attention(self, q, k, v, bias, training):
+        # Only for attention dropout during training: the fused op has no dropout.
+        logits = ops.einsum("bqhd,bkhd->bhqk", q * ops.cast(self.scale, q.dtype), k) + bias
+        probs = self.attn_dropout(ops.softmax(logits, axis=-1), training=training)
+        return ops.einsum("bhqk,bkhd->bqhd", probs, v)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dim=self.dim, num_heads=self.num_heads, window_size=self.window_size,
+                      qkv_bias=self.qkv_bias, qk_scale=self.qk_scale,
+                      attn_drop=self.attn_drop, proj_drop=self.proj_drop)
+        return config

@@ -1,0 +1,173 @@
+"""`videoswin-convert` and `videoswin-parity`: the converter's command line.
+
+The work is `converter.convert`; this module parses options, reports and, with
+`--push-to-hub`, hands a passing conversion to `videoswin_tools.publish`.
+"""
+
+from videoswin.core.backends import select_backend
+
+select_backend()  # before anything imports keras
+
+import sys  # noqa: E402
+
+import click  # noqa: E402
+
+from videoswin.core import backends as backend_names  # noqa: E402
+
+EXAMPLE = ("videoswin-convert --config configs/recognition/swin/"
+           "swin_base_patch244_window877_kinetics400_22k.py --checkpoint swin_base_22k.pth")
+
+
+def _fail(message, code=1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _backends(value):
+    try:
+        return backend_names.parse_backends(value)
+    except ValueError as err:
+        _fail(f"--backends: {err}", 2)
+
+
+def _tolerance(value):
+    if value is not None and not value >= 0:      # also refuses NaN
+        _fail(f"--tolerance must be a number >= 0 (0 means exact), not {value}", 2)
+    return value
+
+
+def _clip(value):
+    if value and not all(0 < n <= 4096 for n in value):
+        _fail(f"--parity-clip {' '.join(map(str, value))}: each of T H W must be in 1..4096", 2)
+    return value or None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=f"Example:\n\n  {EXAMPLE}\n\n  videoswin-convert --config "
+               "configs/recognition/swin/swin_tiny_patch244_window877_kinetics400_1k.py "
+               "--random-weights 0 --parity-clip 8 64 64")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="mmaction2-style config (ours in configs/, or an upstream 0.x / 1.x file).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Official checkpoint (.pth or .safetensors). Default: the config's URL, "
+                   "downloaded into ~/.cache/videoswin (needs network).")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="Where artifacts go. Default: ./converted/<config-name>/.")
+@click.option("--backends", default=None,
+              help="Comma-separated Keras backends for parity (torch,jax,tensorflow), or "
+                   "'none' to skip parity. Default: every installed backend.")
+@click.option("--parity-clip", nargs=3, type=int, metavar="T H W",
+              help="Clip size for parity. Default: the config's test clip (e.g. 32 224 224).")
+@click.option("--parity-clips", default=2, show_default=True, type=click.IntRange(1),
+              help="Number of seeded random clips for parity.")
+@click.option("--tolerance", type=float, default=None,
+              help="Max |diff| allowed on logits and features (float32). Default: 1e-4.")
+@click.option("--reference", type=click.Choice(["auto", "mmaction2", "videoswin-reference"]),
+              default="auto", show_default=True,
+              help="PyTorch model parity runs against: mmaction2's own module when installed "
+                   "(auto), or the project's PyTorch reference.")
+@click.option("--bf16", is_flag=True, help="Also report parity under mixed_bfloat16.")
+@click.option("--random-weights", type=int, metavar="SEED",
+              help="Fabricate an official-layout checkpoint with every tensor random and run "
+                   "the whole pipeline offline.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Allow full unpickling (weights_only=False) for a checkpoint you trust.")
+@click.option("--push-to-hub", metavar="ORG/NAME",
+              help="After a passing conversion, publish the artifacts to this Hub repo.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line.")
+def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, tolerance,
+         reference, bf16, random_weights, trust_checkpoint, push_to_hub, quiet):
+    """Convert an official Video Swin checkpoint to Keras 3 artifacts and prove parity.
+
+    Reads CONFIG, loads the checkpoint safely (weights_only), maps every tensor onto the
+    Keras model with a full coverage account, writes <name>.weights.h5 / .keras (classifier
+    and backbone), checks logits and features against the PyTorch original on each Keras
+    backend in its own process, and writes <name>.parity.json and manifest.json. Nothing
+    is written when a step before parity fails; a parity failure keeps the artifacts,
+    records "failed" in the manifest and exits with status 1.
+    """
+    from converter.artifacts import OutputError
+    from converter.checkpoint import CheckpointError
+    from converter.config import ConfigError
+    from converter.convert import convert
+    from converter.mapping import MappingError
+    from converter.parity import markdown
+    from videoswin.core.manifest import ManifestError
+
+    if checkpoint is not None and random_weights is not None:
+        _fail("--checkpoint and --random-weights are mutually exclusive.", 2)
+    chosen, tolerance, parity_clip = _backends(backends), _tolerance(tolerance), _clip(parity_clip)
+    try:
+        manifest = convert(config, checkpoint, output_dir, chosen, parity_clip, parity_clips,
+                           random_weights, tolerance, trust_checkpoint, reference, bf16, quiet)
+    except ConfigError as err:
+        _fail(f"config: {err}", 2)
+    except (CheckpointError, MappingError, OutputError, ManifestError, RuntimeError) as err:
+        _fail(str(err))
+    if manifest.report is not None and not quiet:
+        click.echo(markdown(manifest.report, title=manifest.name))
+    status = manifest.parity_status
+    click.echo(f"{manifest.name}: wrote {len(manifest['artifacts'])} files to "
+               f"{manifest.output_dir} (parity: {status})")
+    if status == "failed":
+        _fail("parity check failed; see the report above and "
+              f"{manifest.output_dir}/{manifest.name}.parity.json")
+    if push_to_hub:
+        from videoswin_tools.publish import PublishError, publish
+
+        try:
+            result = publish(manifest.output_dir, push_to_hub,
+                             log=None if quiet else (lambda m: click.echo(m, err=True)))
+        except PublishError as err:
+            _fail(f"the artifacts in {manifest.output_dir} are intact, but publishing "
+                  f"failed: {err}")
+        click.echo(f"published to {result.url or push_to_hub} at {result.revision} "
+                   f"({'new commit ' + str(result.commit) if result.committed else 'unchanged'})")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Example:\n\n  videoswin-parity converted/swin_tiny_patch244_window877_"
+               "kinetics400_1k --checkpoint swin_tiny_patch244_window877_kinetics400_1k.pth "
+               "--backends jax --parity-clip 16 112 112")
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="The source checkpoint the artifacts were converted from.")
+@click.option("--backends", default=None, help="Comma-separated Keras backends (default: all "
+              "installed).")
+@click.option("--parity-clip", nargs=3, type=int, metavar="T H W",
+              help="Clip size. Default: the config's test clip.")
+@click.option("--parity-clips", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--tolerance", type=float, default=None, help="Max |diff| (default 1e-4).")
+@click.option("--reference", type=click.Choice(["auto", "mmaction2", "videoswin-reference"]),
+              default="auto", show_default=True)
+@click.option("--bf16", is_flag=True, help="Also report parity under mixed_bfloat16.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Allow full unpickling for a checkpoint you trust.")
+def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tolerance,
+                reference, bf16, trust_checkpoint):
+    """Re-run the parity check on existing conversion artifacts in OUTPUT_DIR.
+
+    Reads OUTPUT_DIR/manifest.json, loads CHECKPOINT, compares, rewrites the parity report
+    and the manifest's parity summary. Exits 1 when parity fails.
+    """
+    from converter import checkpoint as ckpt
+    from converter.convert import rerun_parity
+    from converter.parity import markdown
+    from videoswin.core.manifest import ManifestError
+
+    chosen, tolerance, parity_clip = _backends(backends), _tolerance(tolerance), _clip(parity_clip)
+    try:
+        manifest, report = rerun_parity(output_dir, checkpoint, backends=chosen, parity_clip=parity_clip,
+                              parity_clips=parity_clips, tolerance=tolerance,
+                              reference=reference, bf16=bf16, trust_checkpoint=trust_checkpoint,
+                              log=lambda m: click.echo(m, err=True))
+    except ManifestError as err:
+        _fail(f"{err}.", 2)
+    except (ckpt.CheckpointError, RuntimeError) as err:
+        _fail(str(err))
+    click.echo(markdown(report, title=manifest.name))
+    if report["status"] != "passed":
+        _fail("parity check failed")
+
+if __name__ == "__main__":
+    main()
