@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videoswin.core.geometry import clamp_window
+
 LN_EPS = 1e-5
 MASK_VALUE = -100.0      # the official shift mask uses -100, not -inf
 
@@ -34,15 +36,6 @@ def spec_kwargs(spec):
     else:
         items = {k: getattr(spec, k) for k in SPEC_FIELDS}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in items.items()}
-
-
-def effective_window(size, window, shift):
-    """Per axis: a feature size <= the window shrinks the window to it and cancels the shift."""
-    win, sft = list(window), list(shift)
-    for i, s in enumerate(size):
-        if s <= window[i]:
-            win[i], sft[i] = s, 0
-    return tuple(win), tuple(sft)
 
 
 def relative_position_index(window):
@@ -165,7 +158,7 @@ class SwinBlock3D(nn.Module):
 
     def _window_attention(self, x):
         b, d, h, w, _ = x.shape
-        window, shift = effective_window((d, h, w), self.window_size, self.shift_size)
+        window, shift = clamp_window((d, h, w), self.window_size, self.shift_size)
         # Pad after norm1: padded tokens are zeros and, in unshifted windows, unmasked.
         x = _pad_end(x, window)
         padded = x.shape[1:4]

@@ -22,7 +22,7 @@ from huggingface_hub import constants
 
 import videoswin
 from videoswin_tools.publish import publish
-from tests.converter import fake_conversion as fake
+from tests.videoswin_tools import fake_conversion as fake
 from tests.videoswin_tools.hub_server import HubServer
 from videoswin.model import presets
 

@@ -23,7 +23,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from videoswin_tools import model_card
 from videoswin_tools.publish import PublishError, cli, publish
-from tests.converter import fake_conversion as fake
+from tests.videoswin_tools import fake_conversion as fake
 from tests.videoswin_tools.hub_server import HubServer, validate_card_metadata
 
 TOKEN = "hf_write_token"

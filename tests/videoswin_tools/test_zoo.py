@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from converter.config import CONFIG_ROOT, list_configs, load_spec
-from videoswin_tools.zoo import DEFAULT_OUTPUT, generate, main, spec_params
+from videoswin_tools.zoo import DEFAULT_OUTPUT, generate, main
 
 pytestmark = pytest.mark.backend_independent  # the zoo never imports keras
 
@@ -204,5 +204,5 @@ def test_zoo_params_equal_keras_model_of_config(name):
     spec = load_spec(CONFIG_ROOT / "recognition" / "swin" / f"{name}.py")
     backbone = videoswin.VideoSwinBackbone(**spec.backbone_kwargs())
     classifier = videoswin.VideoSwinClassifier(backbone, spec.num_classes)
-    assert spec_params(spec) == classifier.count_params()
-    assert spec_params(spec, with_head=False) == backbone.count_params()
+    assert spec.params() == classifier.count_params()
+    assert spec.params(with_head=False) == backbone.count_params()

@@ -100,7 +100,7 @@ class Manifest(dict):
             self._spec = ModelSpec.from_dict(self["spec"])
         except (TypeError, ValueError, KeyError) as err:
             self._fail(f"`spec` is not a model spec ({err})")
-        if not isinstance(self["params"], int):
+        if not _count(self["params"]):
             self._fail(f"`params` {self['params']!r} is not an int")
         parity = self["parity"]
         if not isinstance(parity, dict) or parity.get("status") not in PARITY_STATUSES:
@@ -115,7 +115,7 @@ class Manifest(dict):
                 naming.check_plain_name(name, "artifact")
             except ValueError as err:
                 self._fail(str(err))
-            if (not isinstance(record, dict) or not isinstance(record.get("size"), int)
+            if (not isinstance(record, dict) or not _count(record.get("size"))
                     or not _SHA256.fullmatch(str(record.get("sha256")))):
                 self._fail(f"artifact {name!r} needs an int `size` and a hex `sha256`")
         hub = self.get("hub")
@@ -173,7 +173,10 @@ class Manifest(dict):
             record = self["artifacts"].get(name)
             if record is None:
                 self._fail(f"does not list {name}")
-            path = naming.inside(folder, name, "artifact")
+            try:
+                path = naming.inside(folder, name, "artifact")
+            except ValueError as err:
+                self._fail(str(err))
             if not os.path.isfile(path):
                 self._fail(f"lists {name}, but {path} is missing")
             if os.path.getsize(path) != record["size"] or sha256(path) != record["sha256"]:
@@ -225,6 +228,10 @@ def _strict(value):
     if hasattr(value, "tolist"):                 # NumPy scalars and arrays
         return _strict(value.tolist())
     return value
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _refuse_constant(name):
