@@ -66,14 +66,16 @@ def list_configs(root=CONFIG_ROOT):
                   if "_base_" not in p.relative_to(root).parts and p.name != "__init__.py")
 
 
-def load_spec(path):
+def load_spec(path, trust=False):
     """Parse a config file (or the stem of one of ours) into a `ModelSpec`.
 
-    Raises `ConfigError` for a missing file, a syntax error, a config without a
-    SwinTransformer3D backbone, an unknown arch or an unsupported option.
+    The file is read without executing it (`converter.config_reader`); `trust=True` runs it
+    through mmengine instead, which executes it: only for files you trust. Raises
+    `ConfigError` for a missing file, a syntax error, a construct the safe reader refuses, a
+    config without a SwinTransformer3D backbone, an unknown arch or an unsupported option.
     """
     path = _resolve(path)
-    cfg = _read(path)
+    cfg = _read(path, trust)
 
     def err(key, problem):
         return ConfigError(path, key, problem)
@@ -111,7 +113,24 @@ def _resolve(path):
     raise ConfigError(path, None, "no such config file" + hint)
 
 
-def _read(path):
+def _read(path, trust=False):
+    from converter.config_reader import UnsafeConfigError, read_config
+
+    if not trust:
+        try:
+            return read_config(path)
+        except UnsafeConfigError as e:
+            raise ConfigError(path, None, f"refused to run it: {e}") from None
+        except SyntaxError as e:
+            where = "" if Path(e.filename or path).resolve() == path else \
+                f" in its base file {e.filename}"
+            raise ConfigError(path, None, f"Python syntax error{where}, line {e.lineno}: "
+                              f"{e.msg}") from None
+        except FileNotFoundError as e:
+            raise ConfigError(path, "_base_",
+                              f"a base file it inherits does not exist: {e.filename}") from None
+        except ValueError as e:
+            raise ConfigError(path, None, str(e)) from None
     from mmengine.config import Config
 
     try:

@@ -29,7 +29,7 @@ class Progress:
 
 def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip=None,
             parity_clips=2, random_weights=None, tolerance=None, trust_checkpoint=False,
-            reference="auto", bf16=False, quiet=False):
+            reference="auto", bf16=False, quiet=False, trust_config=False):
     """The whole conversion; returns the `Manifest` (with `output_dir` set). Raises on any
     failure before parity; a parity failure is recorded in the manifest."""
     options = dict(locals())
@@ -47,7 +47,8 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
 
 
 def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
-             random_weights, tolerance, trust_checkpoint, reference, bf16, quiet, source_hash):
+             random_weights, tolerance, trust_checkpoint, reference, bf16, quiet, trust_config,
+             source_hash):
     import keras
     import numpy as np
 
@@ -59,7 +60,7 @@ def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips
 
     progress = Progress(5 if backends != [] else 4, quiet)
     progress.begin(f"config {config}")
-    spec = load_spec(config)
+    spec = load_spec(config, trust=trust_config)
     output_dir = output_dir or os.path.join("converted", spec.name)
     artifacts.check_writable(output_dir)
 

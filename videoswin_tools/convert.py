@@ -70,13 +70,17 @@ def _clip(value):
 @click.option("--random-weights", type=int, metavar="SEED",
               help="Fabricate an official-layout checkpoint with every tensor random and run "
                    "the whole pipeline offline.")
+@click.option("--trust-config", is_flag=True,
+              help="Run the config (and its _base_ files) through mmengine, which executes "
+                   "them, instead of reading them safely: only for files you trust.")
 @click.option("--trust-checkpoint", is_flag=True,
-              help="Allow full unpickling (weights_only=False) for a checkpoint you trust.")
+              help="Allow full unpickling (weights_only=False), which can execute code: only "
+                   "for a checkpoint you trust.")
 @click.option("--push-to-hub", metavar="ORG/NAME",
               help="After a passing conversion, publish the artifacts to this Hub repo.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line.")
 def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, tolerance,
-         reference, bf16, random_weights, trust_checkpoint, push_to_hub, quiet):
+         reference, bf16, random_weights, trust_config, trust_checkpoint, push_to_hub, quiet):
     """Convert an official Video Swin checkpoint to Keras 3 artifacts and prove parity.
 
     Reads CONFIG, loads the checkpoint safely (weights_only), maps every tensor onto the
@@ -99,7 +103,8 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
     chosen, tolerance, parity_clip = _backends(backends), _tolerance(tolerance), _clip(parity_clip)
     try:
         manifest = convert(config, checkpoint, output_dir, chosen, parity_clip, parity_clips,
-                           random_weights, tolerance, trust_checkpoint, reference, bf16, quiet)
+                           random_weights, tolerance, trust_checkpoint, reference, bf16, quiet,
+                           trust_config)
     except ConfigError as err:
         _fail(f"config: {err}", 2)
     except (CheckpointError, MappingError, OutputError, ManifestError, RuntimeError) as err:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from converter.config import CONFIG_ROOT, ConfigError, list_configs, load_spec
+from tests.converter.support import write_config
 
 pytestmark = pytest.mark.backend_independent
 
@@ -357,3 +358,32 @@ ERROR_CASES = [  # (config text, key at fault, words the message must hold)
                          ids=[f"{c[1]}-{i}" for i, c in enumerate(ERROR_CASES)])
 def test_error_names_the_key(tmp_path, text, key, words):
     check_error(write(tmp_path, "cfg.py", text), key, *words)
+
+
+@pytest.mark.backend_independent
+def test_code_in_a_config_is_refused_by_default_and_runs_only_when_trusted(tmp_path):
+    marker = tmp_path / "MARKER"
+    base = tmp_path / "base.py"
+    base.write_text(f"status = __import__('os').system('touch {marker}')\n")
+    config = tmp_path / "hostile.py"
+    write_config(config)
+    config.write_text("_base_ = ['base.py']\n" + config.read_text())
+    with pytest.raises(ConfigError, match=r"base\.py, line 1: .*--trust-config"):
+        load_spec(config)
+    assert not marker.exists()
+    spec = load_spec(config, trust=True)          # mmengine executes the base file
+    assert marker.exists() and spec.embed_dim == 16
+
+
+@pytest.mark.backend_independent
+def test_convert_cli_refuses_an_executing_config_with_exit_2(tmp_path):
+    config = tmp_path / "evil.py"
+    write_config(config)
+    config.write_text(config.read_text() + "x = __import__('os').getcwd()\n")
+    proc = subprocess.run([sys.executable, "-m", "videoswin_tools.convert", "--config",
+                           str(config), "--random-weights", "0", "--backends", "none",
+                           "--output-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "evil.py, line" in proc.stderr and "--trust-config" in proc.stderr
+    assert not (tmp_path / "out").exists()
