@@ -18,9 +18,7 @@ def select_backend(default=DEFAULT_BACKEND):
     if backend not in BACKENDS:
         raise SystemExit(f"KERAS_BACKEND={backend!r} is not supported; use one of {BACKENDS}")
     if "keras" in sys.modules:
-        import keras
-
-        actual = keras.backend.backend()
+        actual = sys.modules["keras"].backend.backend()
         if actual != backend:
             raise SystemExit(f"keras was imported with backend {actual!r} before "
                              f"KERAS_BACKEND={backend!r} could take effect")

@@ -49,6 +49,9 @@ class VideoSwinBackbone(keras.Model):
                                             for n in input_shape):
             raise ValueError(f"input_shape must be (T, H, W, C) of positive ints or None; "
                              f"got {input_shape}")
+        # A functional Model ignores `dtype`: the policy is given to every layer here and set
+        # on the model after construction, so that get_config records it.
+        dtype = keras.dtype_policies.get(dtype)
         inputs = keras.Input(shape=input_shape, name="video")
         x = inputs
         if include_preprocessing:
@@ -75,8 +78,8 @@ class VideoSwinBackbone(keras.Model):
                 dim *= 2
         x = keras.layers.LayerNormalization(epsilon=1e-5, name="norm", dtype=dtype)(x)
         stages[f"stage_{len(depths) - 1}"] = x
-        super().__init__(inputs=inputs, outputs=stages if return_stages else x, dtype=dtype,
-                         **kwargs)
+        super().__init__(inputs=inputs, outputs=stages if return_stages else x, **kwargs)
+        self.dtype_policy = dtype
         self.embed_dim = int(embed_dim)
         self.depths = tuple(int(d) for d in depths)
         self.num_heads = tuple(int(h) for h in num_heads)

@@ -17,9 +17,10 @@ class VideoSwinClassifier(keras.Model):
             raise ValueError("VideoSwinClassifier needs a backbone with return_stages=False")
         inputs = keras.Input(shape=backbone.input.shape[1:], name="video")
         x = backbone(inputs)
-        x = keras.layers.GlobalAveragePooling3D(name="avg_pool", dtype=backbone.dtype_policy)(x)
-        x = keras.layers.Dropout(dropout, name="dropout", dtype=backbone.dtype_policy)(x)
-        # float32 head: logits stay float32 when the backbone runs in mixed precision.
+        # A float32 head (pool, dropout, fc_cls): under mixed precision the mean over all
+        # tokens is taken in float32 and the logits stay float32.
+        x = keras.layers.GlobalAveragePooling3D(name="avg_pool", dtype="float32")(x)
+        x = keras.layers.Dropout(dropout, name="dropout", dtype="float32")(x)
         outputs = keras.layers.Dense(num_classes, activation=activation, name="fc_cls",
                                      dtype="float32")(x)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

@@ -106,7 +106,7 @@ CASES = [
     # Logits stay float32 under mixed precision: the head is float32 by design.
     Case("VideoSwinClassifier", _classifier, CLIP,
          weights=4 + (2 * 13 + 3) + 2 * 13 + 2 + 2, mixed_output="float32", is_model=True,
-         rgb=True, float32_sublayers=("fc_cls",)),
+         rgb=True, float32_sublayers=("avg_pool", "dropout", "fc_cls")),
 ]
 
 
