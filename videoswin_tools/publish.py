@@ -128,7 +128,7 @@ def _keras_layout(archive, weights, folder, expected):
 
 def stage(output_dir, folder, repo_id, labels=None, allow_unverified=False):
     """Write into `folder` the exact tree to upload; return the manifest."""
-    from converter import model_card
+    from videoswin_tools import model_card
 
     output_dir, folder = Path(output_dir), Path(folder)
     manifest = read_manifest(output_dir)

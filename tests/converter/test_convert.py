@@ -20,6 +20,8 @@ from converter.convert import convert
 from converter.config import load_spec
 from tests import oracle
 from tests.converter.support import write_config
+from videoswin.core.manifest import sha256
+from videoswin.model import keras_private
 
 BACKEND = keras.backend.backend()
 CLIP = (5, 36, 44)     # odd: pads to patch and window multiples, clamps windows late
@@ -61,7 +63,7 @@ def test_convert_matches_mmaction2(tmp_path, layout, window):
     assert on_disk["coverage"]["parameters_assigned"] == on_disk["params"]
     for name, info in on_disk["artifacts"].items():
         assert os.path.getsize(out / name) == info["size"]
-        assert artifacts.sha256(out / name) == info["sha256"], name
+        assert sha256(out / name) == info["sha256"], name
 
     # The emitted .keras, loaded here, gives the oracle's logits on a fresh odd clip.
     clips = np.random.default_rng(5).standard_normal((1, 3, 32, 32, 3)).astype("float32")
@@ -296,8 +298,8 @@ def test_backbone_weights_copied_from_the_model_file_are_those_keras_writes(tmp_
     spec = load_spec(write_config(tmp_path / "swin_test.py"))
     model = _build(spec)                        # random weights, all distinct
     model.save_weights(tmp_path / "model.weights.h5")
-    artifacts.backbone_weights(tmp_path / "model.weights.h5", model.backbone,
-                               tmp_path / "copied.weights.h5")
+    keras_private.copy_layer_weights(tmp_path / "model.weights.h5", model.backbone.name,
+                                     tmp_path / "copied.weights.h5")
     model.backbone.save_weights(tmp_path / "keras.weights.h5")
     copied = _h5_tree(tmp_path / "copied.weights.h5")
     own = _h5_tree(tmp_path / "keras.weights.h5")

@@ -419,12 +419,14 @@ def test_predict_video_checks_the_models_clip_shape(videos):
 # ------------------------------------------------------------------------------ labels
 
 def test_packaged_label_maps():
+    from videoswin.core.datasets import DATASETS
+
     for dataset, count, first, last in [("kinetics400", 400, "abseiling", "zumba"),
                                         ("kinetics700", 700, "abseiling", "zumba"),
                                         ("sthv2", 174, "Approaching something with your camera",
                                          "Wiping something off of something")]:
         names = label_maps.load_labels(dataset)
-        assert len(names) == len(set(names)) == count == label_maps.NUM_CLASSES[dataset]
+        assert len(names) == len(set(names)) == count == DATASETS[dataset].num_classes
         assert (names[0], names[-1]) == (first, last)
         assert not any(n.startswith("#") or n != n.strip() or "_" in n for n in names)
     k400 = label_maps.load_labels("K400")
@@ -438,9 +440,11 @@ def test_packaged_label_maps():
 
 
 def test_label_map_lookup():
-    assert label_maps.canonical_dataset("SSv2") == "sthv2"
-    assert label_maps.dataset_for_num_classes(174) == "sthv2"
-    assert label_maps.dataset_for_num_classes(10) is None
+    from videoswin.core import datasets
+
+    assert datasets.canonical("SSv2") == "sthv2"
+    assert datasets.for_num_classes(174) == "sthv2"
+    assert datasets.for_num_classes(10) is None
     assert not label_maps.has_labels("kinetics600")
     with pytest.raises(LookupError, match="no kinetics600 label map"):
         label_maps.load_labels("k600")

@@ -73,7 +73,7 @@ def make_conversion(folder, seed=0, with_head=True, parity_status="passed"):
         embed_dim=ARCH["embed_dim"], depths=ARCH["depths"], num_heads=ARCH["num_heads"],
         window_size=ARCH["window_size"], num_classes=NUM_CLASSES if with_head else None,
         dataset="kinetics400", pretrain="ImageNet-1K", arch_name=None, origin="official",
-        checkpoint=Checkpoint(
+        checkpoint=CheckpointSource(
             filename=f"{STEM}.pth",
             url=f"https://github.com/SwinTransformer/storage/releases/download/v1.0.4/{STEM}.pth"),
         metrics=Metrics(top1=78.8, top5=93.6, views="32x4x3",

@@ -168,18 +168,21 @@ def test_bad_presets(published, tmp_path):
 
 
 def test_presets_name_every_zoo_config():
+    from videoswin.core.presets import PRESETS
+
     stems = {p.stem for p in (ROOT / "configs" / "recognition" / "swin").glob("*.py")}
-    assert set(presets.PRESETS) == stems
-    for name, uri in presets.PRESETS.items():
+    assert set(PRESETS) == stems
+    for name, preset in PRESETS.items():
+        uri = preset.hub_handle
         assert uri == f"hf://videoswin/{name}" and len(uri) - 5 <= 96
-        assert presets.resolve_preset(name) == uri
+        assert presets.resolve(name) == uri
 
 
 def test_model_library_does_not_import_huggingface_hub():
-    tree = ast.parse((ROOT / "videoswin" / "hub.py").read_text())
+    tree = ast.parse((ROOT / "videoswin" / "model" / "presets.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
     assert "huggingface_hub" not in imported and "converter" not in imported
-    assert imported <= {"json", "os", "keras", "videoswin"}
+    assert imported <= {"os", "keras", "videoswin"}

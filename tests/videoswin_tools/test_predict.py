@@ -1,4 +1,4 @@
-"""videoswin-predict (converter.predict): end to end in a subprocess on the session's backend,
+"""videoswin-predict (videoswin_tools.predict): end to end in a subprocess on the session's backend,
 and its option handling in process (model loading cached, scoring stubbed where marked)."""
 
 import json
@@ -19,11 +19,23 @@ from tests.videoswin.test_video import (TINY_PIPELINE, numbered_frames,  # noqa:
                                         tiny_classifier, write_video)
 from videoswin.core import labels as label_maps  # noqa: E402
 from videoswin import video  # noqa: E402
+from videoswin.core.pipelines import TestPipeline  # noqa: E402
 
 K400 = label_maps.load_labels("kinetics400")
-MANIFEST = {"config": "tiny", "dataset": "kinetics400", "origin": "mmaction2",
-            "pipeline": dict(TINY_PIPELINE, uniform_sampling=False, mean=list(video.MEAN),
-                             std=list(video.STD), average_clips="prob")}
+
+
+def write_manifest(folder, name, **spec_fields):
+    """A valid manifest for the model files `name*` already in `folder`."""
+    from videoswin.core import naming
+    from videoswin.core.manifest import Manifest, describe
+    from videoswin.core.spec import ModelSpec
+
+    spec = ModelSpec(name=name, path=f"{name}.py", **spec_fields)
+    Manifest({"config": name, "spec": spec.to_dict(), "params": 1, "with_head": True,
+              "source_checkpoint": {"name": f"{name}.pth", "random_weights_seed": None},
+              "parity": {"status": "passed"},
+              "artifacts": {f: describe(folder / f) for f in naming.model_files(name)}}
+             ).write(folder)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +47,10 @@ def setup(tmp_path_factory):
     out = root / "converted"
     out.mkdir()
     model.save(out / "tiny.keras")
-    (out / "tiny_backbone.keras").write_bytes(b"placeholder")  # served by the cached loader
-    (out / "manifest.json").write_text(json.dumps(MANIFEST))
+    for placeholder in ("tiny_backbone.keras", "tiny.weights.h5", "tiny_backbone.weights.h5"):
+        (out / placeholder).write_bytes(b"placeholder")  # served by the cached loader
+    write_manifest(out, "tiny", dataset="kinetics400", origin="mmaction2",
+                   pipeline=TestPipeline(**TINY_PIPELINE))
     bare = root / "bare"
     bare.mkdir()
     (bare / "model.keras").write_bytes((out / "tiny.keras").read_bytes())
@@ -83,8 +97,8 @@ def scores(monkeypatch):
 
 
 def test_module_imports_no_keras():
-    done = subprocess.run([sys.executable, "-c", "import sys, converter.predict; "
-                           "print(sorted(m for m in ('keras', 'videoswin') if m in sys.modules))"],
+    done = subprocess.run([sys.executable, "-c", "import sys, videoswin_tools.predict; "
+                           "print(sorted(m for m in ('keras', 'videoswin.model') if m in sys.modules))"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -93,7 +107,7 @@ def test_module_imports_no_keras():
 def test_end_to_end_in_a_subprocess(setup):
     """Two videos, the conversion directory: its manifest sets the labels, pipeline and origin."""
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "converter.predict", *setup["videos"],
+    done = subprocess.run([sys.executable, "-m", "videoswin_tools.predict", *setup["videos"],
                            "--model", str(setup["dir"]), "--top-k", "3"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -172,10 +186,11 @@ def test_dataset_and_label_file(setup, cli, scores, tmp_path):
 def test_unknown_manifest_dataset_falls_back_to_the_class_count(setup, cli, scores, tmp_path):
     out = tmp_path / "other"
     out.mkdir()
-    (out / "other.keras").write_bytes(b"placeholder")
+    for placeholder in ("other.keras", "other_backbone.keras", "other.weights.h5",
+                        "other_backbone.weights.h5"):
+        (out / placeholder).write_bytes(b"placeholder")
     setup["cache"][str(out / "other.keras")] = setup["model"]
-    (out / "manifest.json").write_text(json.dumps({"spec": {"name": "other",
-                                                            "dataset": "ucf101"}}))
+    write_manifest(out, "other", dataset="ucf101")
     result = cli(setup["videos"][0], "--model", out, "--top-k", "1")
     assert result.exit_code == 0, result.output
     assert "manifest dataset 'ucf101' is not one videoswin knows" in result.stderr

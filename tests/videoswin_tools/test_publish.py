@@ -301,7 +301,7 @@ def test_refuses_artifacts_changed_after_conversion(conversion, tmp_path):
     out = copy_conversion(conversion[0], tmp_path / "out")
     with open(out / f"{STEM}.weights.h5", "ab") as handle:
         handle.write(b"\0")
-    with pytest.raises(PublishError, match=rf"{STEM}\.weights\.h5 differs from manifest\.json"):
+    with pytest.raises(PublishError, match=rf"{STEM}\.weights\.h5 differs from the manifest"):
         publish(out, REPO, dry_run=True, labels=conversion[1])
 
 

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from converter.config import CONFIG_ROOT, list_configs, load_spec
+from videoswin.core.spec import ModelSpec
 from videoswin_tools.zoo import DEFAULT_OUTPUT, generate, main
 
 pytestmark = pytest.mark.backend_independent  # the zoo never imports keras
@@ -29,8 +30,10 @@ def _manifest(folder, config=TINY, params=TINY_PARAMS, seed=None, hub=None, stat
         "torch": {"max_abs_logits": 1.9e-6, "max_abs_features": 9.5e-7, "passed": True},
         "jax": {"max_abs_logits": 3.8e-6, "max_abs_features": 4.1e-6, "passed": True},
         "tensorflow": {"max_abs_logits": 5.7e-6, "max_abs_features": 2.0e-6, "passed": True}}
+    known = CONFIG_ROOT / "recognition" / "swin" / f"{config}.py"
+    spec = load_spec(known) if known.is_file() else ModelSpec(name=config, path=f"{config}.py")
     manifest = {
-        "config": config, "params": params, "with_head": True,
+        "config": config, "spec": spec.to_dict(), "params": params, "with_head": True,
         "parity": {"status": status, "tolerance": 1e-4, "backends": backends},
         "source_checkpoint": {"name": f"{config}.pth", "sha256": "ab" * 32,
                               "url": None, "random_weights_seed": seed},
