@@ -31,6 +31,10 @@ from videoswin.core import datasets
 from videoswin.core.pipelines import KINETICS, MEAN, ORIGINS, SAMPLING_KEYS, STD
 
 RESIZE_BACKENDS = ("auto", "cv2", "numpy")
+# Largest frame, in pixels after the resize, that is read: a 16:9 video resized to a short
+# side of 224 has 89,600; the bound stops an extreme aspect ratio (a 2 x 20,000 video has a
+# long side of 2.24 million after the resize) from asking for gigabytes per frame.
+MAX_FRAME_PIXELS = 4_000_000
 
 
 class VideoReadError(ValueError):
@@ -248,9 +252,13 @@ def read_clips(path, clip_len=32, frame_interval=2, num_clips=4, uniform_samplin
                              origin)
 
     def transform(rgb):
-        if short_side is None:
-            return rgb
-        return resize_frame(rgb, *resized_shape(*rgb.shape[:2], short_side), resize_backend)
+        size = rgb.shape[:2] if short_side is None else resized_shape(*rgb.shape[:2], short_side)
+        if size[0] * size[1] > MAX_FRAME_PIXELS:
+            raise VideoReadError(f"{path}: a {rgb.shape[1]}x{rgb.shape[0]} frame becomes "
+                                 f"{size[1]}x{size[0]} after the resize, more than the "
+                                 f"{MAX_FRAME_PIXELS:,} pixels videoswin reads per frame "
+                                 "(videoswin.video.MAX_FRAME_PIXELS)")
+        return rgb if short_side is None else resize_frame(rgb, *size, resize_backend)
 
     total = count_frames(path)
     if total == 0:

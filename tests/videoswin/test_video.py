@@ -474,3 +474,17 @@ def test_read_label_file(tmp_path):
         label_maps.read_label_file(empty)
     with pytest.raises(ValueError, match="cannot read label file"):
         label_maps.read_label_file(tmp_path / "absent.txt")
+
+
+def test_extreme_aspect_ratio_is_refused_before_it_asks_for_gigabytes(tmp_path):
+    # 2 x 2000 pixels: the short side resized to 224 makes the long side 224,000 pixels
+    # (50 million per frame, 150 MB each): refused, naming the bound.
+    path = write_video(tmp_path / "thin.mkv", np.full((3, 2, 2000, 3), 128, np.uint8),
+                       codec="ffv1")
+    with pytest.raises(video.VideoReadError, match=r"2000x2 frame becomes 224000x224.*"
+                                                   r"MAX_FRAME_PIXELS"):
+        video.read_clips(path, clip_len=2, frame_interval=1, num_clips=1)
+    # the same frames pass without the resize
+    clips, _ = video.read_clips(path, clip_len=2, frame_interval=1, num_clips=1,
+                                short_side=None)
+    assert clips.shape == (1, 2, 2, 2000, 3)
