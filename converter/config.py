@@ -120,7 +120,11 @@ def _read(path, trust=False):
         try:
             return read_config(path)
         except UnsafeConfigError as e:
-            raise ConfigError(path, None, f"refused to run it: {e}") from None
+            where = "" if Path(e.path).resolve() == path else f"in its base file {e.path}, "
+            line = f"line {e.line}: " if e.line else ""
+            raise ConfigError(path, None, f"{where}{line}{e.problem}; configs are read without "
+                              "running them: pass --trust-config to run it through mmengine "
+                              "(only for files you trust)") from None
         except SyntaxError as e:
             where = "" if Path(e.filename or path).resolve() == path else \
                 f" in its base file {e.filename}"
