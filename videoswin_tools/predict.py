@@ -72,6 +72,10 @@ def main(videos, model_ref, top_k, views, as_json, labels_file, dataset, origin,
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--dataset") from None
     model, manifest, source = _load_model(model_ref)
+    if manifest is not None and manifest.is_random:
+        click.echo(f"warning: {source} holds RANDOM weights (a --random-weights "
+                   f"{manifest.random_seed} conversion, made to test the pipeline): its "
+                   "predictions mean nothing", err=True)
     num_classes = _num_classes(model, source)
     spec = manifest.spec if manifest is not None else None
     dataset = dataset or _manifest_dataset(spec, source) or \

@@ -96,12 +96,15 @@ def find_labels(output_dir, manifest, labels=None):
 
 
 def _link(src, dst):
-    """Stage `src` at `dst` without copying bytes where the platform allows."""
+    """Stage `src` at `dst` without copying bytes where the filesystem allows (a hard link;
+    a copy across filesystems). A symbolic link is never followed: it could lead anywhere."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.islink(src):
+        raise PublishError(f"{src} is a symbolic link; publishing takes regular files only.")
     try:
-        os.symlink(os.path.abspath(src), dst)
+        os.link(src, dst, follow_symlinks=False)
     except OSError:
-        shutil.copyfile(src, dst)
+        shutil.copyfile(src, dst, follow_symlinks=False)
 
 
 def _keras_layout(archive, weights, folder, expected):

@@ -24,7 +24,7 @@ from videoswin.core.pipelines import TestPipeline  # noqa: E402
 K400 = label_maps.load_labels("kinetics400")
 
 
-def write_manifest(folder, name, **spec_fields):
+def write_manifest(folder, name, seed=None, **spec_fields):
     """A valid manifest for the model files `name*` already in `folder`."""
     from videoswin.core import naming
     from videoswin.core.manifest import Manifest, describe
@@ -32,7 +32,7 @@ def write_manifest(folder, name, **spec_fields):
 
     spec = ModelSpec(name=name, path=f"{name}.py", **spec_fields)
     Manifest({"config": name, "spec": spec.to_dict(), "params": 1, "with_head": True,
-              "source_checkpoint": {"name": f"{name}.pth", "random_weights_seed": None},
+              "source_checkpoint": {"name": f"{name}.pth", "random_weights_seed": seed},
               "parity": {"status": "passed"},
               "artifacts": {f: describe(folder / f) for f in naming.model_files(name)}}
              ).write(folder)
@@ -290,3 +290,18 @@ def test_bad_label_file(setup, cli, tmp_path):
     result = cli(setup["videos"][0], "--model", setup["dir"], "--labels", empty)
     assert result.exit_code == 2
     assert "empty.txt holds no class names" in result.output
+
+
+def test_random_weights_are_announced(setup, cli, scores, tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    for placeholder in ("demo.keras", "demo_backbone.keras", "demo.weights.h5",
+                        "demo_backbone.weights.h5"):
+        (out / placeholder).write_bytes(b"placeholder")
+    setup["cache"][str(out / "demo.keras")] = setup["model"]
+    write_manifest(out, "demo", seed=0, dataset="kinetics400")
+    result = cli(setup["videos"][0], "--model", out, "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    assert "holds RANDOM weights (a --random-weights 0 conversion" in result.stderr
+    quiet = cli(setup["videos"][0], "--model", setup["dir"], "--top-k", "1")
+    assert "RANDOM" not in quiet.stderr

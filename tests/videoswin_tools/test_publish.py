@@ -210,6 +210,12 @@ def test_dry_run_prints_the_staged_tree_and_uploads_nothing(hub, conversion, tmp
     staged = {p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()}
     assert staged == expected_files()
     assert (stage / "model.weights.h5").read_bytes() == (out / f"{STEM}.weights.h5").read_bytes()
+    # Staged without copying: the large files are hard links to the conversion's, not links
+    # that could point anywhere.
+    for staged_name, original in (("model.weights.h5", f"{STEM}.weights.h5"),
+                                  (f"{STEM}.keras", f"{STEM}.keras")):
+        assert not (stage / staged_name).is_symlink()
+        assert (stage / staged_name).stat().st_ino == (out / original).stat().st_ino
 
 
 def test_backbone_only_conversion(tmp_path):

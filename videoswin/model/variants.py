@@ -6,7 +6,7 @@ from videoswin.model.classifier import VideoSwinClassifier
 
 
 def _make_variant(arch_name, label):
-    def constructor(num_classes=400, *, input_shape=(32, 224, 224, 3), window_size=(8, 7, 7),
+    def constructor(num_classes=400, *, input_shape=(None, None, None, 3), window_size=(8, 7, 7),
                     include_top=True, dropout=0.5, activation=None, **backbone_kwargs):
         backbone = VideoSwinBackbone(**arch(arch_name), input_shape=input_shape,
                                      window_size=window_size, **backbone_kwargs)
