@@ -10,6 +10,7 @@ import importlib.util
 import os
 import sys
 import types
+import warnings
 
 
 def source_path():
@@ -36,8 +37,6 @@ def swin_module():
     registry stands in while it executes, then the previous entry is restored, so the
     real `mmaction` package and its registry are never touched.
     """
-    import warnings
-
     from mmengine.registry import Registry
 
     path = source_path()
@@ -66,17 +65,23 @@ def build(spec):
     import torch
 
     module = swin_module()
-    backbone = module.SwinTransformer3D(
+    with warnings.catch_warnings():     # its torch.meshgrid call lacks `indexing=`
+        warnings.filterwarnings("ignore", message=".*meshgrid.*", category=UserWarning)
+        backbone = _swin(module, spec)
+    features = spec.embed_dim * 2 ** (len(spec.depths) - 1)
+    head = torch.nn.Linear(features, spec.num_classes) if spec.num_classes else None
+    backbone.eval()
+    return backbone, head
+
+
+def _swin(module, spec):
+    return module.SwinTransformer3D(
         arch=dict(embed_dims=spec.embed_dim, depths=list(spec.depths),
                   num_heads=list(spec.num_heads)),
         pretrained=None, pretrained2d=False, patch_size=tuple(spec.patch_size),
         in_channels=spec.in_channels, window_size=tuple(spec.window_size),
         mlp_ratio=spec.mlp_ratio, qkv_bias=spec.qkv_bias, qk_scale=spec.qk_scale,
         drop_path_rate=0.0, patch_norm=spec.patch_norm, out_indices=(len(spec.depths) - 1,))
-    features = spec.embed_dim * 2 ** (len(spec.depths) - 1)
-    head = torch.nn.Linear(features, spec.num_classes) if spec.num_classes else None
-    backbone.eval()
-    return backbone, head
 
 
 def load(spec, canonical):
