@@ -46,6 +46,11 @@ def _dataset(spec):
     return (known.title, known.hub_tag) if known else (key, _slug(key))
 
 
+def _not_published(manifest):
+    """Whether the source checkpoint is known to differ from the config's published one."""
+    return (manifest.get("source_checkpoint") or {}).get("is_published") is False
+
+
 def _is_random(manifest):
     return (manifest.get("source_checkpoint") or {}).get("random_weights_seed") is not None
 
@@ -60,7 +65,7 @@ def metadata(manifest, repo_id):
             "action-recognition", "tensorflow", "jax", "pytorch"] + ([tag] if tag else [])
     results = []
     metrics = spec.get("metrics") or {}
-    if with_head and tag and not _is_random(manifest):
+    if with_head and tag and not _is_random(manifest) and not _not_published(manifest):
         source = {"source_name": "published by the upstream authors",
                   "source_url": metrics["source"]} if metrics.get("source") else {}
         for key, metric_type, label in (("top1", "accuracy", "Top-1 accuracy"),
@@ -104,6 +109,14 @@ def body(manifest, repo_id, include_preprocessing=False):
                 "and no published accuracy applies.", ""]
         weights = ("random (see above); the conversion was still checked against the original "
                    "PyTorch model holding the same weights")
+    elif _not_published(manifest):
+        published = manifest["source_checkpoint"].get("published_sha256")
+        out += ["> **Not the published checkpoint.** The file it was converted from has a "
+                f"different sha256 than the one the config publishes (`{published}`): a "
+                "fine-tuned or otherwise changed model. No published accuracy applies.", ""]
+        weights = ("a checkpoint that is not the published one (see above), converted tensor "
+                   "by tensor and checked against the original PyTorch model holding the "
+                   "same weights")
     else:
         weights = (f"the published checkpoint of [{origin}]({origin_url}), converted tensor by "
                    "tensor with the videoswin converter and checked against the original "
@@ -182,7 +195,8 @@ def _number(value):
 
 def _accuracy(manifest, with_head):
     metrics = manifest["spec"].get("metrics") or {}
-    if not with_head or metrics.get("top1") is None or _is_random(manifest):
+    if (not with_head or metrics.get("top1") is None or _is_random(manifest)
+            or _not_published(manifest)):
         return []
     views = f", {metrics['views']} views (frames x clips x crops)" if metrics.get("views") else ""
     source = f" ([source]({metrics['source']}))" if metrics.get("source") else ""
@@ -205,6 +219,10 @@ def _source(manifest):
         lines.append(f"| URL | {url} |")
     if src.get("sha256"):
         lines.append(f"| sha256 | `{src['sha256']}` |")
+    if src.get("is_published") is not None:
+        lines.append("| Published checkpoint | "
+                     + ("yes: its sha256 is the config's" if src["is_published"] else
+                        f"**no**: the config publishes `{src.get('published_sha256')}`") + " |")
     if manifest.get("layout"):
         lines.append(f"| Layout | {manifest['layout']} |")
     path = f" (`{manifest['config_path']}`)" if manifest.get("config_path") else ""

@@ -146,6 +146,8 @@ def _parity_cell(manifest):
         diffs = [d for d in diffs if d is not None]
         parts.append(f"{backend} {max(diffs):.1e}" if diffs else f"{backend} n/a")
     text = " · ".join(parts)
+    if (manifest.get("source_checkpoint") or {}).get("is_published") is False:
+        text = f"**not the published checkpoint**: {text}"
     return text if status == "passed" else f"**{status}**: {text}"
 
 

@@ -156,6 +156,19 @@ def test_card_for_random_weights_claims_no_accuracy(conversion):
     assert "## Accuracy" not in card.text
 
 
+def test_card_for_a_checkpoint_that_is_not_the_published_one(conversion):
+    manifest = json.loads((conversion[0] / "manifest.json").read_text())
+    manifest["source_checkpoint"].update(is_published=False, published_sha256="12" * 32)
+    card = ModelCard(model_card.render(manifest, REPO))
+    assert "model-index" not in card.data.to_dict()
+    assert "**Not the published checkpoint.**" in card.text and "12" * 32 in card.text
+    assert "| Published checkpoint | **no**" in card.text
+    assert "## Accuracy" not in card.text
+    manifest["source_checkpoint"].update(is_published=True)
+    card = ModelCard(model_card.render(manifest, REPO))
+    assert "| Published checkpoint | yes" in card.text and "## Accuracy" in card.text
+
+
 def test_republishing_unchanged_artifacts_makes_no_commit(hub, conversion, tmp_path):
     out, labels = conversion
     first = publish(out, REPO, token=TOKEN, endpoint=hub.url, labels=labels)

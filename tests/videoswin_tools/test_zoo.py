@@ -135,6 +135,14 @@ def test_manifest_parity_lands_in_its_row(tmp_path, specs):
     assert _row(text, twin)[7] == "not converted yet"
 
 
+def test_a_checkpoint_other_than_the_published_one_is_flagged(tmp_path, specs):
+    manifest = _manifest(tmp_path / "converted" / TINY)
+    manifest["source_checkpoint"]["is_published"] = False
+    (tmp_path / "converted" / TINY / "manifest.json").write_text(json.dumps(manifest))
+    row = _row(generate([tmp_path / "converted"], specs), TINY)
+    assert row[7].startswith("**not the published checkpoint**: torch 1.9e-06")
+
+
 def test_failed_parity_is_flagged(tmp_path, specs):
     _manifest(tmp_path, status="failed", backends={
         "torch": {"max_abs_logits": 3.2e-2, "max_abs_features": 1e-3, "passed": False}})
