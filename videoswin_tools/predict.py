@@ -40,8 +40,7 @@ def _parse_views(ctx, param, text):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False),
               help="Class names, one per line in class-index order ('#' lines skipped), or a "
-                   "JSON list / {index: name} object. Needed for maps videoswin lacks "
-                   "(Kinetics-600, Kinetics-710).")
+                   "JSON list / {index: name} object, for class lists videoswin does not ship.")
 @click.option("--dataset", metavar="NAME",
               help="Label map and test pipeline: kinetics400, kinetics600, kinetics700, "
                    "kinetics710, sthv2. Default: the manifest's, else guessed from the class "

@@ -175,12 +175,12 @@ def test_dataset_and_label_file(setup, cli, scores, tmp_path):
     result = cli(setup["videos"][0], "--model", setup["bare"], "--dataset", "sthv2")
     assert result.exit_code == 1
     assert "the sthv2 label map has 174 names but the model has 400 classes" in result.output
-    # no packaged Kinetics-600 map: class indices, and a note saying so
+    # the packaged Kinetics-600 map has 600 names: refused for a 400-class model too
     result = cli(setup["videos"][0], "--model", setup["bare"], "--dataset", "k600",
                  "--top-k", "1")
-    assert result.exit_code == 0, result.output
-    assert "kinetics600 has no label map" in result.stderr
-    assert result.stdout.splitlines()[1:] == ["  0.5000  class 7"]
+    assert result.exit_code == 1
+    assert "the kinetics600 label map has 600 names but the model has 400 classes" in \
+        result.output
 
 
 def test_unknown_manifest_dataset_falls_back_to_the_class_count(setup, cli, scores, tmp_path):

@@ -19,10 +19,12 @@ class Dataset:
 DATASETS = {d.key: d for d in (
     Dataset("kinetics400", "Kinetics-400", "kinetics-400", 400, "kinetics400.txt",
             pipelines.KINETICS),
-    Dataset("kinetics600", "Kinetics-600", "kinetics-600", 600, None, pipelines.KINETICS),
+    Dataset("kinetics600", "Kinetics-600", "kinetics-600", 600, "kinetics600.txt",
+            pipelines.KINETICS),
     Dataset("kinetics700", "Kinetics-700", "kinetics-700", 700, "kinetics700.txt",
             pipelines.KINETICS),
-    Dataset("kinetics710", "Kinetics-710", "kinetics-710", 710, None, pipelines.KINETICS,
+    Dataset("kinetics710", "Kinetics-710", "kinetics-710", 710, "kinetics710.txt",
+            pipelines.KINETICS,
             note="Kinetics-710 merges the Kinetics-400, -600 and -700 classes; mmaction2 "
                  "reports its accuracy on their three validation sets together."),
     Dataset("sthv2", "Something-Something V2", "something-something-v2", 174, "sthv2.txt",

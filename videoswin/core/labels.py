@@ -1,8 +1,9 @@
 """Class-name maps of the datasets the published models were trained on.
 
 The maps ship as `videoswin/labels/<dataset>.txt` (named in `videoswin.core.datasets`): one
-name per line in class-index order, `#` lines are comments (each file names its source there). Kinetics-600 and Kinetics-710 have
-no map here (no package we could reach ships one): pass your own file (`read_label_file`).
+name per line in class-index order, `#` lines are comments (each file names its source there).
+Every dataset in `videoswin.core.datasets` has one; for other class lists pass your own file
+(`read_label_file`).
 """
 
 import json
