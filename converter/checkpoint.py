@@ -1,16 +1,21 @@
 """Load an official Video Swin checkpoint safely and bring it to the canonical layout.
 
-Keys are brought to the canonical layout by `converter.layouts`.
+Keys are brought to the canonical layout by `converter.layouts`. A zip checkpoint's bytes
+are checked against the CRC-32 of each of its records; `fetch` downloads only over https
+into a cache it names itself, checking a published sha256.
 """
 
 import os
 import pickle
+import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from converter import layouts
+from videoswin.core import naming
 
 
 class CheckpointError(ValueError):
@@ -28,6 +33,9 @@ class LoadedCheckpoint:
     `release(array)` tells that a tensor of `state` (unmodified since loading) has been
     consumed: for a memory-mapped checkpoint its pages leave this process's resident
     memory (read back from the file if used again); otherwise it does nothing.
+    `upcast`: canonical key -> original dtype ('bfloat16', 'float16') of tensors read as
+    float32. `crc32`: 'verified' (every zip record matched its CRC-32), 'not recorded' (a
+    zip saved without CRCs) or 'not applicable' (safetensors, legacy torch format).
     """
 
     path: str
@@ -35,6 +43,8 @@ class LoadedCheckpoint:
     layout: str
     has_head: bool
     release: object = field(default=_keep, repr=False, compare=False)
+    upcast: dict = field(default_factory=dict)
+    crc32: str = "not applicable"
 
 
 class MappedPages:
@@ -95,23 +105,62 @@ def read_state(path, trust_pickle=False):
 
     PyTorch files are loaded with `weights_only=True`: a file whose unpickling would run
     arbitrary code is refused unless `trust_pickle=True` (only for files you trust).
+    bfloat16 and float16 tensors are read as float32.
     """
+    return _read(path, trust_pickle)[0]
+
+
+def _read(path, trust_pickle):
+    """(arrays, {key: original dtype} of upcast tensors, crc32 status) of a checkpoint."""
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist.")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} is not a file.")
     if path.endswith(".safetensors"):
-        return _read_safetensors(path)
+        return (*_flatten(path, _read_safetensors(path)), "not applicable")
+    crc = check_records(path) if zipfile.is_zipfile(path) else "not applicable"
     obj = _torch_load(path, trust_pickle)
-    return _flatten(path, _unwrap(path, obj))
+    return (*_flatten(path, _unwrap(path, obj)), crc)
+
+
+def check_records(path, chunk=1 << 22):
+    """Check every record of a zip checkpoint against its CRC-32; returns 'verified', or
+    'not recorded' for a file saved without CRCs (`torch.serialization.set_crc32_options`).
+
+    `torch.load` does not check them, so flipped bytes inside a tensor would load silently.
+    Each record is streamed once (`ZipFile` compares the CRC at its end); a mismatch is a
+    `CheckpointError` naming the file and the record.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+            if not any(record.CRC for record in records):
+                return "not recorded"
+            for record in records:
+                try:
+                    with archive.open(record) as stream:
+                        while stream.read(chunk):
+                            pass
+                except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError,
+                        zlib.error) as err:
+                    reason = ("its bytes do not match the CRC-32 recorded when it was saved"
+                              if "CRC" in str(err) else f"it cannot be read: {err}")
+                    raise CheckpointError(
+                        f"checkpoint {path!r} is damaged: record {record.filename!r} fails "
+                        f"its integrity check ({reason}). Download or copy the file again."
+                    ) from None
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"checkpoint {path!r} could not be read; it looks truncated "
+                              f"or corrupt ({_first_line(str(err))}).") from None
+    return "verified"
 
 
 def _read_safetensors(path):
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file
 
     try:
-        return dict(load_file(path))
+        return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path!r} is not a readable safetensors file "
                               f"(truncated or corrupt?): {err}") from None
@@ -164,9 +213,11 @@ def _unwrap(path, obj):
 
 
 def _flatten(path, state):
+    """(arrays, upcast) of a dict of tensors: NumPy arrays keyed without `module.`, and
+    {key: dtype} of the bfloat16/float16 tensors read as float32."""
     import torch
 
-    arrays, origin = {}, {}
+    arrays, origin, upcast = {}, {}, {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"checkpoint {path!r}: entry {key!r} is a "
@@ -177,10 +228,18 @@ def _flatten(path, state):
             raise CheckpointError(f"checkpoint {path!r}: entries {origin[bare]!r} and {key!r} "
                                   "are the same tensor once the DataParallel `module.` prefix "
                                   "is removed")
-        arrays[bare], origin[bare] = value.detach().cpu().numpy(), key
+        if value.dtype in (torch.bfloat16, torch.float16):
+            upcast[bare] = str(value.dtype).removeprefix("torch.")
+            value = value.float()
+        try:
+            arrays[bare] = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError):
+            raise CheckpointError(f"checkpoint {path!r}: entry {key!r} has dtype "
+                                  f"{value.dtype}, which cannot be converted") from None
+        origin[bare] = key
     if not arrays:
         raise CheckpointError(f"checkpoint {path!r} holds no tensors.")
-    return arrays
+    return arrays, upcast
 
 
 def check_finite(path, state, release=_keep):
@@ -198,7 +257,7 @@ def check_finite(path, state, release=_keep):
 
 def load(path, trust_pickle=False):
     """Read, canonicalise and validate a checkpoint."""
-    raw = read_state(path, trust_pickle=trust_pickle)
+    raw, upcast, crc = _read(path, trust_pickle)
     release = (zipfile.is_zipfile(path) and MappedPages.of(path)) or _keep
     layout = layouts.detect(raw)
     try:
@@ -212,7 +271,8 @@ def load(path, trust_pickle=False):
     check_finite(path, state, release)
     has_head = any(k.startswith("cls_head.") for k in state)
     return LoadedCheckpoint(path=path, state=state, layout=layout.name, has_head=has_head,
-                      release=release)
+                            release=release, crc32=crc,
+                            upcast={layout.to_canonical(k): v for k, v in upcast.items()})
 
 
 def cache_dir():
@@ -222,28 +282,126 @@ def cache_dir():
     return os.path.join(root, "checkpoints")
 
 
-def fetch(url, filename=None, timeout=30, log=print):
-    """Download `url` into the cache once (atomically) and return the local path."""
-    import urllib.error
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_YOURSELF = "download it yourself and pass --checkpoint PATH."
+
+
+def cached_name(url, filename=None):
+    """The cache's file name for `url`: `filename` (the config's) if it is a plain name,
+    else the URL's last path segment; sanitised to [A-Za-z0-9._-], no leading dot."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        name = naming.check_plain_name(filename) if filename else None
+    except ValueError:
+        name = None
+    name = name or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    name = re.sub(r"\.{2,}", ".", _UNSAFE.sub("_", name))[-200:].lstrip(".")
+    return name or "checkpoint.pth"
+
+
+def _published(sha256, url):
+    """`sha256` lower-cased, or None; a `CheckpointError` if it is not a SHA-256 hex digest."""
+    if not sha256:
+        return None
+    digest = str(sha256).strip().lower()
+    if not _HEX64.fullmatch(digest):
+        raise CheckpointError(f"the published sha256 {sha256!r} of {url} is not a 64-digit "
+                              "hex SHA-256 digest; fix the config's checkpoint.sha256.")
+    return digest
+
+
+def matches_published(path, sha256, digest=None):
+    """Whether the file at `path` (or its hex `digest`, if already computed) is the
+    published checkpoint: None when no sha256 is published, else True or False."""
+    if not sha256:
+        return None
+    from videoswin.core.manifest import sha256 as file_sha256
+
+    return (digest or file_sha256(path)).lower() == str(sha256).strip().lower()
+
+
+def _opener():
+    """A urllib opener that follows redirects only to other https:// URLs."""
     import urllib.request
 
-    filename = filename or url.rsplit("/", 1)[-1]
-    target = os.path.join(cache_dir(), filename)
-    if os.path.exists(target):
-        return target
-    os.makedirs(cache_dir(), exist_ok=True)
-    partial = f"{target}.partial"
-    log(f"  downloading {url}")
+    class HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if not newurl.lower().startswith("https://"):
+                raise CheckpointError(f"{req.full_url} redirects to {newurl}, which is not "
+                                      f"https://, so it was not followed; {_YOURSELF}")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(HttpsOnlyRedirects)
+
+
+def fetch(url, filename=None, sha256=None, timeout=30, log=print):
+    """Download `url` (https:// only) into the cache once, atomically, and return its path.
+
+    The cached file is named by `cached_name` and stays inside `cache_dir()`. When `sha256`
+    is given it is checked after the download and on every later use of the cached copy; a
+    mismatch deletes the file and raises `CheckpointError`.
+    """
+    import hashlib
+    import http.client
+    import tempfile
+    import urllib.error
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(url))
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        raise CheckpointError(f"refusing to download the checkpoint from {url!r}: only "
+                              f"https:// URLs are fetched; {_YOURSELF}")
+    expected = _published(sha256, url)
+    folder = cache_dir()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+        target = naming.inside(folder, cached_name(url, filename), "cached checkpoint name")
+    except ValueError as err:
+        raise CheckpointError(f"cannot cache the checkpoint of {url}: {err}") from None
+
+    if os.path.lexists(target):
+        if not os.path.isfile(target):
+            raise CheckpointError(f"cached checkpoint {target!r} is not a file; remove it.")
+        if expected:
+            from videoswin.core.manifest import sha256 as file_sha256
+
+            _check_digest(url, target, expected, file_sha256(target),
+                          "the cached copy", "run again to download it afresh")
+        log(f"  using the cached {target}" + (" (sha256 verified)" if expected else ""))
+        return target
+
+    os.makedirs(folder, exist_ok=True)
+    log(f"  downloading {url}")
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{os.path.basename(target)}.",
+                                         suffix=".partial", delete=False)
+    digest = hashlib.sha256()
+    try:
+        with handle, _opener().open(url, timeout=timeout) as response:
             while block := response.read(1 << 20):
-                out.write(block)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        if os.path.exists(partial):
-            os.remove(partial)
-        reason = getattr(err, "reason", err)
+                handle.write(block)
+                digest.update(block)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        os.remove(handle.name)
+        reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
         raise CheckpointError(f"could not download the checkpoint from {url} ({reason}). If "
                               "this machine is offline, download it elsewhere and pass "
                               "--checkpoint PATH.") from None
-    os.replace(partial, target)
+    except BaseException:
+        os.remove(handle.name)
+        raise
+    if expected:
+        _check_digest(url, handle.name, expected, digest.hexdigest(), "the download",
+                      "the server sent other bytes than the published file (or the config's "
+                      "sha256 is wrong)")
+    os.replace(handle.name, target)
     return target
+
+
+def _check_digest(url, path, expected, actual, what, advice):
+    """Delete `path` and raise unless its sha256 `actual` is the `expected` one."""
+    if actual != expected:
+        os.remove(path)
+        raise CheckpointError(f"{what} of {url} does not have the published sha256 (expected "
+                              f"{expected}, got {actual}), so it was deleted: {advice}; or "
+                              f"{_YOURSELF}")

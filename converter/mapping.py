@@ -1,8 +1,9 @@
 """Key-by-key map from canonical checkpoint tensors to Keras variables, with an account.
 
 Each rule names a canonical key pattern, the Keras variable path it fills and how the
-tensor is laid out for Keras. `assign` uses every source tensor exactly once, fills every
-Keras variable exactly once and checks every shape; anything else is a `MappingError`.
+tensor is laid out for Keras (a layout permutes axes, keeping the rank). `assign` uses
+every source tensor exactly once, fills every Keras variable exactly once and checks every
+shape and rank; anything else is a `MappingError`.
 """
 
 import re
@@ -133,11 +134,15 @@ def plan(model, state, window_size, rules=RULES, ignore_head=False):
         if path in pairs:
             duplicated.append(f"{key} and {sources[path]} -> {path}")
             continue
-        array = rule.layout(np.asarray(value))
+        value = np.asarray(value)
         want = tuple(variables[path].shape)
-        if array.shape != want:
+        # A layout keeps the rank; one of the wrong rank is not laid out (transpose raises).
+        array = rule.layout(value) if value.ndim == len(want) else None
+        if array is None or array.shape != want:
+            keras_shape = _shape(array) if array is not None else \
+                f"none: {value.ndim}-D, needs {len(want)}-D"
             mismatched.append(f"{key}: checkpoint {_shape(value)} (as Keras "
-                              f"{_shape(array)}) vs model {path} "
+                              f"{keras_shape}) vs model {path} "
                               f"{'x'.join(map(str, want))}")
             continue
         pairs[path], sources[path] = array, key
