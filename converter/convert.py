@@ -1,13 +1,14 @@
 """One conversion, end to end: config -> checkpoint -> mapping -> artifacts -> parity ->
-manifest, all in a staging folder that moves into place only when every step before parity
-succeeded. `videoswin-convert` (`videoswin_tools.convert`) is its command line."""
+manifest, all in a staging folder that replaces the output folder as a whole only when every
+step before parity succeeded (`converter.artifacts.Output`: locked, all or nothing).
+`videoswin-convert` (`videoswin_tools.convert`) is its command line."""
 
+import errno
 import os
 import sys
-import tempfile
 import time
 
-from videoswin.core.manifest import Manifest, sha256
+from videoswin.core.manifest import Manifest, ManifestError, sha256
 
 
 class Progress:
@@ -29,9 +30,14 @@ class Progress:
 
 def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip=None,
             parity_clips=2, random_weights=None, tolerance=None, trust_checkpoint=False,
-            reference="auto", bf16=False, quiet=False, trust_config=False):
+            reference="auto", bf16=False, quiet=False, trust_config=False, force=False):
     """The whole conversion; returns the `Manifest` (with `output_dir` set). Raises on any
-    failure before parity; a parity failure is recorded in the manifest."""
+    failure before parity; a parity failure is recorded in the manifest.
+
+    The new files replace `output_dir` as a whole (`converter.artifacts.Output`): another
+    run on the same folder raises `OutputBusy`; a folder holding files that no conversion
+    wrote raises `ForeignFiles` unless `force` (they are deleted with the old set); too
+    little disk space raises `DiskFullError`. On any error `output_dir` is unchanged."""
     options = dict(locals())
     from concurrent.futures import ThreadPoolExecutor
 
@@ -48,45 +54,78 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
 
 def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
              random_weights, tolerance, trust_checkpoint, reference, bf16, quiet, trust_config,
-             source_hash):
+             force, source_hash):
+    from converter import artifacts
+    from converter.config import load_spec
+
+    progress = Progress(5 if backends != [] else 4, quiet)
+    progress.begin(f"config {config}")
+    spec = load_spec(config, trust=trust_config)
+    output_dir = output_dir or os.path.join("converted", spec.name)
+    with artifacts.Output(output_dir, force=force) as out:
+        head = bool(spec.num_classes)
+        out.reserve(artifacts.bytes_needed(spec.params(head), spec.params(False), head,
+                                           checkpoint=random_weights is not None))
+        manifest, report = _write(out, spec, config, checkpoint, backends, parity_clip,
+                                  parity_clips, random_weights, tolerance, trust_checkpoint,
+                                  reference, bf16, source_hash, progress)
+        out.commit()
+    manifest.report = report
+    manifest.output_dir = output_dir
+    return manifest
+
+
+def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, random_weights,
+           tolerance, trust_checkpoint, reference, bf16, source_hash, progress):
+    """Checkpoint -> mapping -> artifacts -> parity -> manifest, into `out`'s staging folder;
+    returns (manifest, parity report or None)."""
     import keras
     import numpy as np
 
     import videoswin
     from converter import artifacts, mapping, parity
     from converter import checkpoint as ckpt
-    from converter.config import load_spec
     from videoswin.model import VideoSwinBackbone, VideoSwinClassifier
 
-    progress = Progress(5 if backends != [] else 4, quiet)
-    progress.begin(f"config {config}")
-    spec = load_spec(config, trust=trust_config)
-    output_dir = output_dir or os.path.join("converted", spec.name)
-    artifacts.check_writable(output_dir)
-
+    output_dir = out.output_dir
     progress.begin("checkpoint")
     fetched_url = None
-    with tempfile.TemporaryDirectory(prefix="videoswin-random-") as scratch:
-        if random_weights is not None:
-            from converter.synthetic import random_checkpoint
+    if random_weights is not None:
+        from converter.synthetic import random_checkpoint
 
-            checkpoint = os.path.join(scratch, f"random-weights-seed{random_weights}.pth")
+        checkpoint = os.path.join(out.scratch(), f"random-weights-seed{random_weights}.pth")
+        try:
             random_checkpoint(spec, random_weights, checkpoint)
-            progress(f"  fabricated a checkpoint in the official layout, every tensor random "
-                     f"(seed {random_weights})")
-        elif checkpoint is None:
-            if not spec.checkpoint.url:
-                raise ckpt.CheckpointError(f"config {config!r} names no checkpoint URL; pass "
-                                           "--checkpoint PATH.")
-            fetched_url = spec.checkpoint.url
-            checkpoint = ckpt.fetch(fetched_url, spec.checkpoint.filename, log=progress)
-        loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
-        digest = sha256(checkpoint) if source_hash is None else source_hash.result()
-        source = {"name": os.path.basename(checkpoint), "sha256": digest,
-                  "size": os.path.getsize(checkpoint), "random_weights_seed": random_weights,
-                  "url": fetched_url}
+        except RuntimeError as err:                # torch.save does not say ENOSPC
+            if out.nearly_full():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), checkpoint) from err
+            raise
+        progress(f"  fabricated a checkpoint in the official layout, every tensor random "
+                 f"(seed {random_weights})")
+    elif checkpoint is None:
+        if not spec.checkpoint.url:
+            raise ckpt.CheckpointError(f"config {config!r} names no checkpoint URL; pass "
+                                       "--checkpoint PATH.")
+        fetched_url = spec.checkpoint.url
+        checkpoint = ckpt.fetch(fetched_url, spec.checkpoint.filename,
+                                sha256=spec.checkpoint.sha256, log=progress)
+    loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
+    digest = sha256(checkpoint) if source_hash is None else source_hash.result()
+    published = spec.checkpoint.sha256.lower() if spec.checkpoint.sha256 else None
+    source = {"name": os.path.basename(checkpoint), "sha256": digest,
+              "size": os.path.getsize(checkpoint), "random_weights_seed": random_weights,
+              "url": fetched_url, "published_sha256": published,
+              "is_published": (None if random_weights is not None else
+                               ckpt.matches_published(checkpoint, published, digest=digest)),
+              "crc32": loaded.crc32, "upcast_to_float32": loaded.upcast}
     progress(f"  {source['name']}: layout {loaded.layout}, {len(loaded.state)} tensors, "
              f"{'with' if loaded.has_head else 'without'} classification head")
+    if source["is_published"] is False:
+        progress(f"  note: its sha256 {digest} is not the config's published {published}: "
+                 "the manifest, the model card and the zoo will say so")
+    if loaded.upcast:
+        progress(f"  {len(loaded.upcast)} tensors stored as "
+                 f"{'/'.join(sorted(set(loaded.upcast.values())))} were read as float32")
 
     progress.begin("mapping weights")
     with_head = loaded.has_head and bool(spec.num_classes)
@@ -109,60 +148,96 @@ def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips
              f"{coverage.parameters:,} parameters; "
              f"{len(coverage.verified_buffers)} relative_position_index buffers verified")
 
-    with artifacts.staging(output_dir) as stage:
-        progress.begin(f"writing artifacts to {output_dir}")
-        described = artifacts.save_models(stage, spec.name, classifier, backbone)
-        macs = spec.macs(with_head)
-        manifest = Manifest({
-            "config": spec.name,
-            "config_path": os.path.relpath(spec.path) if os.path.isabs(spec.path) else spec.path,
-            "spec": spec.to_dict(),
-            "source_checkpoint": source,
-            "layout": loaded.layout,
-            "with_head": with_head,
-            "coverage": coverage.summary(),
-            "params": int((classifier or backbone).count_params()),
-            "flops": {"macs_per_view": int(macs.total), "gmacs_per_view": round(macs.gmacs, 2),
-                      "view": list(spec.clip_shape)},
-            "backbone_params": int(backbone.count_params()),
-            "versions": {"videoswin": videoswin.__version__, "keras": keras.__version__,
-                         "numpy": np.__version__},
-        })
-        report = None
-        if backends != []:
-            progress.begin(f"parity on {', '.join(backends or parity.installed_backends())}")
-            report = parity.check(
-                spec, loaded.state, stage, spec.name, backends=backends, count=parity_clips,
-                clip_shape=parity_clip,
-                tolerance=parity.DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                reference=reference, bf16=bf16, log=progress)
-            described.update(parity.write_reports(stage, spec.name, report))
-            manifest["parity"] = parity.summary(report)
-        else:
-            manifest["parity"] = {"status": "skipped"}
-        manifest["artifacts"] = described
-        manifest.write(stage)
-    manifest.report = report
-    manifest.output_dir = output_dir
-    return manifest
+    stage = out.stage()
+    progress.begin(f"writing artifacts to {output_dir}")
+    described = artifacts.save_models(stage, spec.name, classifier, backbone)
+    macs = spec.macs(with_head)
+    manifest = Manifest({
+        "config": spec.name,
+        "config_path": _shown_path(spec.path),
+        "spec": dict(spec.to_dict(), path=_shown_path(spec.path)),
+        "source_checkpoint": source,
+        "layout": loaded.layout,
+        "with_head": with_head,
+        "coverage": coverage.summary(),
+        "params": int((classifier or backbone).count_params()),
+        "flops": {"macs_per_view": int(macs.total), "gmacs_per_view": round(macs.gmacs, 2),
+                  "view": list(spec.clip_shape)},
+        "backbone_params": int(backbone.count_params()),
+        "versions": {"videoswin": videoswin.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+    })
+    report = None
+    if backends != []:
+        progress.begin(f"parity on {', '.join(backends or parity.installed_backends())}")
+        report = parity.check(
+            spec, loaded.state, stage, spec.name, backends=backends, count=parity_clips,
+            clip_shape=parity_clip,
+            tolerance=parity.DEFAULT_TOLERANCE if tolerance is None else tolerance,
+            reference=reference, bf16=bf16, log=progress)
+        described.update(parity.write_reports(stage, spec.name, report))
+        manifest["parity"] = parity.summary(report)
+    else:
+        manifest["parity"] = {"status": "skipped"}
+    manifest["artifacts"] = described
+    manifest.write(stage)
+    return manifest, report
 
 
 def rerun_parity(output_dir, checkpoint, backends=None, parity_clip=None, parity_clips=2,
                  tolerance=None, reference="auto", bf16=False, trust_checkpoint=False,
                  log=None):
     """Check parity again on the artifacts of `output_dir` against `checkpoint`; rewrites
-    the reports and the manifest's parity part. Returns (manifest, report)."""
-    from converter import checkpoint as ckpt
-    from converter import parity
+    the reports and the manifest's parity part. Returns (manifest, report).
 
-    manifest = Manifest.read(output_dir)
-    spec = manifest.spec
-    loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
-    report = parity.check(spec, loaded.state, output_dir, manifest.name, backends=backends,
-                          count=parity_clips, clip_shape=parity_clip,
-                          tolerance=parity.DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                          reference=reference, bf16=bf16, log=log or (lambda message: None))
-    manifest["artifacts"].update(parity.write_reports(output_dir, manifest.name, report))
-    manifest["parity"] = parity.summary(report)
-    manifest.write(output_dir)
+    First the artifacts must match the manifest (`Manifest.verify`) and `checkpoint` must
+    be the one they were converted from (its sha256 is the manifest's
+    `source_checkpoint.sha256`), else `ManifestError`. The reports and the manifest are
+    written as one new set (with links to the unchanged files), which replaces the folder
+    as a whole, under the folder's lock, like a conversion; files that no conversion wrote
+    are kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from converter import artifacts, parity
+    from converter import checkpoint as ckpt
+    from videoswin.core import naming
+
+    Manifest.read(output_dir)                       # not a conversion folder: fail first
+    with artifacts.Output(output_dir, force=True) as out:
+        manifest = Manifest.read(output_dir)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+            digest = (hasher.submit(sha256, checkpoint) if os.path.isfile(checkpoint)
+                      else None)
+            manifest.verify(output_dir)
+            digest = digest and digest.result()
+        source = manifest["source_checkpoint"]
+        if digest is not None and digest != source.get("sha256"):
+            seed = source.get("random_weights_seed")
+            made = (f"random weights (seed {seed})" if seed is not None
+                    else source.get("name") or "an unnamed checkpoint")
+            raise ManifestError(
+                f"{checkpoint} is not the checkpoint {output_dir} was converted from: its "
+                f"sha256 is {digest}, but the manifest records {source.get('sha256')} "
+                f"({made}); pass the checkpoint the artifacts were converted from")
+        loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
+        reports = naming.parity_files(manifest.name)
+        stage = out.stage(from_existing=True, skip=(naming.MANIFEST, *reports))
+        report = parity.check(manifest.spec, loaded.state, stage, manifest.name,
+                              backends=backends, count=parity_clips, clip_shape=parity_clip,
+                              tolerance=(parity.DEFAULT_TOLERANCE if tolerance is None
+                                         else tolerance),
+                              reference=reference, bf16=bf16,
+                              log=log or (lambda message: None))
+        manifest["artifacts"].update(parity.write_reports(stage, manifest.name, report))
+        manifest["parity"] = parity.summary(report)
+        manifest.write(stage)
+        out.commit()
+    manifest.source = os.path.join(output_dir, naming.MANIFEST)
     return manifest, report
+
+
+def _shown_path(path):
+    """`path` as recorded in a manifest that may be published: relative to the working
+    folder when inside it, else the file name alone (no local absolute path)."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else os.path.basename(path)

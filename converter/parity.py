@@ -69,10 +69,14 @@ def compare(reference, candidate):
 
 
 def run_backend(backend, directory, stem, clips_path, bf16=False, timeout=3600):
-    """Run `converter.parity_worker` under KERAS_BACKEND=backend; returns its outputs."""
+    """Run `converter.parity_worker` under KERAS_BACKEND=backend; returns its outputs.
+
+    The worker dies with this process (see `parity_worker.die_with_parent`): a killed
+    conversion leaves no worker running."""
     with tempfile.TemporaryDirectory(prefix="videoswin-parity-") as tmp:
         out = os.path.join(tmp, "out.npz")
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+                   VIDEOSWIN_PARENT_PID=str(os.getpid()))
         cmd = [sys.executable, "-m", "converter.parity_worker", directory, stem, clips_path, out]
         if bf16:
             cmd.append("--bf16")

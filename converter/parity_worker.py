@@ -4,10 +4,48 @@ Usage: KERAS_BACKEND=jax python -m converter.parity_worker DIR STEM CLIPS.npy OU
 """
 
 import os
+import signal
 import sys
+import threading
 import time
 
-from videoswin.core.backends import select_backend
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(poll=1.0):
+    """End this process when the converter that started it dies, however it dies.
+
+    The parent passes its pid in VIDEOSWIN_PARENT_PID. On Linux the kernel sends SIGKILL
+    when the parent goes (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls
+    `os.getppid()`. A parent that died before this ran is caught by comparing pids.
+    """
+    expected = os.environ.get("VIDEOSWIN_PARENT_PID")
+    if not expected or not expected.isdigit():
+        return
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != int(expected):           # already orphaned (re-parented)
+        os._exit(1)
+    if not armed:
+        def watch():
+            while os.getppid() == int(expected):
+                time.sleep(poll)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+if __name__ == "__main__":
+    die_with_parent()       # before the imports below, which take seconds
+
+from videoswin.core.backends import select_backend  # noqa: E402
 
 
 def _infer(model, clips):

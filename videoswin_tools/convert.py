@@ -76,21 +76,32 @@ def _clip(value):
 @click.option("--trust-checkpoint", is_flag=True,
               help="Allow full unpickling (weights_only=False), which can execute code: only "
                    "for a checkpoint you trust.")
+@click.option("--force", is_flag=True,
+              help="Convert even into a folder holding files that no videoswin conversion "
+                   "wrote (not listed in its manifest.json): the folder is replaced as a "
+                   "whole, so those files are deleted with the old conversion.")
 @click.option("--push-to-hub", metavar="ORG/NAME",
               help="After a passing conversion, publish the artifacts to this Hub repo.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line.")
 def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, tolerance,
-         reference, bf16, random_weights, trust_config, trust_checkpoint, push_to_hub, quiet):
+         reference, bf16, random_weights, trust_config, trust_checkpoint, force, push_to_hub,
+         quiet):
     """Convert an official Video Swin checkpoint to Keras 3 artifacts and prove parity.
 
     Reads CONFIG, loads the checkpoint safely (weights_only), maps every tensor onto the
     Keras model with a full coverage account, writes <name>.weights.h5 / .keras (classifier
     and backbone), checks logits and features against the PyTorch original on each Keras
-    backend in its own process, and writes <name>.parity.json and manifest.json. Nothing
-    is written when a step before parity fails; a parity failure keeps the artifacts,
-    records "failed" in the manifest and exits with status 1.
+    backend in its own process, and writes <name>.parity.json and manifest.json.
+
+    One folder holds one conversion, all or nothing: the files are built beside OUTPUT_DIR
+    and replace it as a whole, so it holds either the complete previous conversion or the
+    complete new one, never a mix (files of an earlier conversion do not survive). One run
+    per folder at a time (a lock file beside it); a killed run's leftovers are cleaned up by
+    the next one. Nothing changes when a step before parity fails, or the disk is too full
+    (exit 1); a parity failure keeps the artifacts, records "failed" in the manifest and
+    exits with status 1.
     """
-    from converter.artifacts import OutputError
+    from converter.artifacts import DiskFullError, OutputError, exit_on_disk_full
     from converter.checkpoint import CheckpointError
     from converter.config import ConfigError
     from converter.convert import convert
@@ -104,15 +115,17 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
     try:
         manifest = convert(config, checkpoint, output_dir, chosen, parity_clip, parity_clips,
                            random_weights, tolerance, trust_checkpoint, reference, bf16, quiet,
-                           trust_config)
+                           trust_config, force=force)
+    except DiskFullError as err:
+        exit_on_disk_full(f"error: {err}")
     except ConfigError as err:
-        _fail(f"config: {err}", 2)
+        _fail(str(err), 2)
     except (CheckpointError, MappingError, OutputError, ManifestError, RuntimeError) as err:
         _fail(str(err))
     if manifest.report is not None and not quiet:
         click.echo(markdown(manifest.report, title=manifest.name))
     status = manifest.parity_status
-    click.echo(f"{manifest.name}: wrote {len(manifest['artifacts'])} files to "
+    click.echo(f"{manifest.name}: wrote {len(manifest['artifacts']) + 1} files to "
                f"{manifest.output_dir} (parity: {status})")
     if status == "failed":
         _fail("parity check failed; see the report above and "
@@ -152,10 +165,14 @@ def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tol
                 reference, bf16, trust_checkpoint):
     """Re-run the parity check on existing conversion artifacts in OUTPUT_DIR.
 
-    Reads OUTPUT_DIR/manifest.json, loads CHECKPOINT, compares, rewrites the parity report
-    and the manifest's parity summary. Exits 1 when parity fails.
+    Reads OUTPUT_DIR/manifest.json and checks every artifact against it (size and sha256),
+    and that CHECKPOINT is the one they were converted from (its sha256 is the manifest's
+    source_checkpoint.sha256); either failing exits with status 2 before anything runs.
+    Then compares, and rewrites the parity reports and the manifest's parity summary as one
+    set, under the folder's lock. Exits 1 when parity fails.
     """
     from converter import checkpoint as ckpt
+    from converter.artifacts import DiskFullError, OutputError, exit_on_disk_full
     from converter.convert import rerun_parity
     from converter.parity import markdown
     from videoswin.core.manifest import ManifestError
@@ -167,8 +184,10 @@ def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tol
                               reference=reference, bf16=bf16, trust_checkpoint=trust_checkpoint,
                               log=lambda m: click.echo(m, err=True))
     except ManifestError as err:
-        _fail(f"{err}.", 2)
-    except (ckpt.CheckpointError, RuntimeError) as err:
+        _fail(f"{str(err).rstrip('.')}.", 2)
+    except DiskFullError as err:
+        exit_on_disk_full(f"error: {err}")
+    except (ckpt.CheckpointError, OutputError, RuntimeError) as err:
         _fail(str(err))
     click.echo(markdown(report, title=manifest.name))
     if report["status"] != "passed":

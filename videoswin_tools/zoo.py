@@ -44,7 +44,9 @@ def find_manifests(dirs):
         d = Path(d)
         if not d.is_dir():
             raise ZooError(f"manifest folder {d} does not exist")
-        found.update(p.resolve() for p in d.rglob(naming.MANIFEST) if p.is_file())
+        # Hidden folders are a conversion's work in progress or a dead run's leftovers.
+        found.update(p.resolve() for p in d.rglob(naming.MANIFEST) if p.is_file()
+                     and not any(part.startswith(".") for part in p.relative_to(d).parts))
     return sorted(found)
 
 

@@ -221,14 +221,16 @@ def test_parity_command_reruns_on_existing_artifacts(tmp_path):
     assert manifest["parity"]["status"] == "passed"
     assert manifest["parity"]["backends"][BACKEND]["max_abs_logits"] < 1e-5
     assert manifest["flops"]["macs_per_view"] > 0
-    # A different checkpoint (other seed) is caught.
+    # A different checkpoint (other seed) is refused before any parity run: its sha256 is
+    # not the manifest's source.
     _, other, _ = _oracle_checkpoint(tmp_path / "x" if (tmp_path / "x").mkdir() is None
                                      else tmp_path, seed=99)
     proc = subprocess.run([sys.executable, "-c", "from videoswin_tools.convert import parity_main; "
                            "parity_main()", str(out), "--checkpoint", other, "--backends",
                            BACKEND, "--parity-clip", *map(str, CLIP)],
                           capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 1 and "FAIL" in proc.stdout
+    assert proc.returncode == 2, proc.stderr
+    assert sha256(other) in proc.stderr and manifest["source_checkpoint"]["sha256"] in proc.stderr
 
 
 def test_bf16_parity_is_reported(tmp_path):

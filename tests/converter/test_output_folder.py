@@ -424,3 +424,19 @@ def test_output_lock_is_per_folder(tmp_path):
                 pass
     with artifacts.Output(a):
         pass
+
+
+def test_leftovers_of_dead_runs_are_removed_and_a_stale_backup_dropped(tmp_path, config):
+    out = tmp_path / "out"
+    _convert(config, out)
+    before = _snapshot(out)
+    # Killed after the second rename: a stale backup; killed while staging; and the
+    # `.staging-*` folders that converters before the swap design left inside the folder.
+    for junk in (tmp_path / ".out.videoswin-old", tmp_path / ".out.videoswin-work" / "new",
+                 out / ".staging-1234abcd"):
+        junk.mkdir(parents=True)
+        (junk / "swin_t.weights.h5").write_bytes(b"x" * 1000)
+    with artifacts.Output(out) as run:
+        assert not run.foreign_files()
+    assert _snapshot(out) == before
+    assert _leftovers(out) == []

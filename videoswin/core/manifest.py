@@ -7,7 +7,9 @@ Keys (schema version 1; manifests written before versioning carry no `schema_ver
 are read as version 1):
 - `schema_version`, `config` (the model name, a plain file-name stem), `config_path`;
 - `spec` (`ModelSpec.to_dict()`), `layout`, `with_head`, `coverage`;
-- `source_checkpoint`: `name`, `sha256`, `size`, `random_weights_seed`, `url`;
+- `source_checkpoint`: `name`, `sha256`, `size`, `random_weights_seed`, `url`, and since
+  the integrity checks `published_sha256`, `is_published` (null when unknown), `crc32`
+  (verified | not recorded | not applicable) and `upcast_to_float32` ({key: stored dtype});
 - `params`, `backbone_params`, `flops` (`macs_per_view`, `gmacs_per_view`, `view`), `versions`;
 - `parity`: `status` (passed | failed | skipped), `reference`, `tolerance`, `clips`, `backends`;
 - `artifacts`: file name -> `{size, sha256}`;
@@ -206,11 +208,18 @@ def write_text_atomic(path, text):
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path, data):
