@@ -290,7 +290,9 @@ def _check_stages(arch, err):
     try:
         archs.check_stages(arch["embed_dim"], depths, heads)
     except ValueError as e:
-        key = "model.backbone.num_heads" if "num_heads" in str(e) else "model.backbone.depths"
+        text = str(e)
+        key = next((f"model.backbone.{k}" for k in ("embed_dim", "num_heads") if k in text),
+                   "model.backbone.depths")
         raise err(key, str(e)) from None
 
 

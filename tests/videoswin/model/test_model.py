@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -194,3 +195,18 @@ def test_keras_file_loads_on_the_other_backends(tmp_path):
         # 1e-6 on the logits' scale: backends differ only in float summation order.
         scale = max(1.0, float(np.abs(want).max()))
         assert np.abs(np.load(out) - want).max() <= 1e-6 * scale, other
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(window_size=(0, 7, 7)), "window_size must be a positive int or 3 positive ints"),
+    (dict(window_size=-2), "window_size must be a positive int or 3 positive ints"),
+    (dict(patch_size=(2, 0, 4)), "patch_size must be a positive int or 3 positive ints"),
+    (dict(depths=(2, -1, 6, 2)), "stage 1: depth must be a positive int"),
+    (dict(embed_dim=0), "embed_dim must be a positive int"),
+    (dict(num_heads=(3, 6, 12)), "must be non-empty and of the same length"),
+    (dict(num_heads=(5, 6, 12, 24)), "stage 0: width 96 is not divisible by num_heads 5"),
+    (dict(input_shape=(8, 0, 64, 3)), "input_shape must be (T, H, W, C)"),
+])
+def test_bad_sizes_are_clear_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        videoswin.VideoSwinBackbone(**kwargs)
