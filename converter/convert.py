@@ -4,6 +4,7 @@ step before parity succeeded (`converter.artifacts.Output`: locked, all or nothi
 `videoswin-convert` (`videoswin_tools.convert`) is its command line."""
 
 import errno
+import tempfile
 import os
 import sys
 import time
@@ -184,11 +185,14 @@ def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, r
     return manifest, report
 
 
-def rerun_parity(output_dir, checkpoint, backends=None, parity_clip=None, parity_clips=2,
+def rerun_parity(output_dir, checkpoint=None, backends=None, parity_clip=None, parity_clips=2,
                  tolerance=None, reference="auto", bf16=False, trust_checkpoint=False,
                  log=None):
     """Check parity again on the artifacts of `output_dir` against `checkpoint`; rewrites
     the reports and the manifest's parity part. Returns (manifest, report).
+
+    Without `checkpoint`, a `--random-weights` conversion's checkpoint is fabricated again
+    from its recorded seed (the same bytes: the sha256 check below still applies).
 
     First the artifacts must match the manifest (`Manifest.verify`) and `checkpoint` must
     be the one they were converted from (its sha256 is the manifest's
@@ -202,6 +206,11 @@ def rerun_parity(output_dir, checkpoint, backends=None, parity_clip=None, parity
     from converter import checkpoint as ckpt
     from videoswin.core import naming
 
+    if checkpoint is None:
+        with tempfile.TemporaryDirectory(prefix="videoswin-random-") as scratch:
+            checkpoint = _refabricate(Manifest.read(output_dir), scratch)
+            return rerun_parity(output_dir, checkpoint, backends, parity_clip, parity_clips,
+                                tolerance, reference, bf16, trust_checkpoint, log)
     Manifest.read(output_dir)                       # not a conversion folder: fail first
     with artifacts.Output(output_dir, force=True) as out:
         manifest = Manifest.read(output_dir)
@@ -234,6 +243,22 @@ def rerun_parity(output_dir, checkpoint, backends=None, parity_clip=None, parity
         out.commit()
     manifest.source = os.path.join(output_dir, naming.MANIFEST)
     return manifest, report
+
+
+def _refabricate(manifest, folder):
+    """The random checkpoint a `--random-weights` conversion was made from, written again
+    into `folder` under its recorded name; `ManifestError` for a real checkpoint."""
+    from converter.synthetic import random_checkpoint
+    from videoswin.core import naming
+
+    if not manifest.is_random:
+        raise ManifestError(f"{manifest.source}: converted from a real checkpoint "
+                            f"({manifest['source_checkpoint'].get('name')}); pass it with "
+                            "--checkpoint")
+    name = manifest["source_checkpoint"].get("name") or \
+        f"random-weights-seed{manifest.random_seed}.pth"
+    return random_checkpoint(manifest.spec, manifest.random_seed,
+                             naming.inside(folder, name, "checkpoint name"))
 
 
 def _shown_path(path):

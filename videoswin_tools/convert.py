@@ -148,8 +148,9 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
                "kinetics400_1k --checkpoint swin_tiny_patch244_window877_kinetics400_1k.pth "
                "--backends jax --parity-clip 16 112 112")
 @click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="The source checkpoint the artifacts were converted from.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="The source checkpoint the artifacts were converted from. Default, for a "
+                   "--random-weights conversion: fabricated again from its recorded seed.")
 @click.option("--backends", default=None, help="Comma-separated Keras backends (default: all "
               "installed).")
 @click.option("--parity-clip", nargs=3, type=int, metavar="T H W",

@@ -204,6 +204,15 @@ def test_cli_random_weights_runs_offline(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source_checkpoint"]["random_weights_seed"] == 3
     assert manifest["parity"]["status"] == "passed"
+    # The demo can be re-checked: its checkpoint is fabricated again from the seed, and the
+    # manifest's sha256 check proves it is the same file.
+    env = dict(os.environ, KERAS_BACKEND=BACKEND)
+    proc = subprocess.run([sys.executable, "-c", "from videoswin_tools.convert import "
+                           "parity_main; parity_main()", str(out), "--backends", BACKEND,
+                           "--parity-clip", *map(str, CLIP)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "manifest.json").read_text())["parity"]["status"] == "passed"
 
 
 def test_parity_command_reruns_on_existing_artifacts(tmp_path):
@@ -231,6 +240,11 @@ def test_parity_command_reruns_on_existing_artifacts(tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert sha256(other) in proc.stderr and manifest["source_checkpoint"]["sha256"] in proc.stderr
+    # A real conversion needs its checkpoint.
+    proc = subprocess.run([sys.executable, "-c", "from videoswin_tools.convert import "
+                           "parity_main; parity_main()", str(out), "--backends", BACKEND],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 2 and "pass it with --checkpoint" in proc.stderr
 
 
 def test_bf16_parity_is_reported(tmp_path):
