@@ -143,6 +143,23 @@ def test_new_head_on_a_pretrained_backbone(published):
     assert same_head.dropout == 0.1 and weights_equal(same_head, reference)
 
 
+def test_a_conversion_folder_is_verified_before_loading(tmp_path):
+    from videoswin.core.manifest import ManifestError
+
+    src = Path(fake.shared_conversion(with_head=True))
+    out = tmp_path / "out"
+    out.mkdir()
+    for path in src.iterdir():
+        (out / path.name).write_bytes(path.read_bytes())
+    data = bytearray((out / f"{fake.STEM}.keras").read_bytes())
+    data[-100] ^= 0xFF                               # one byte of the archive changed
+    (out / f"{fake.STEM}.keras").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=rf"{fake.STEM}\.keras differs from the manifest"):
+        videoswin.VideoSwinClassifier.from_preset(out)
+    # the backbone file is intact, and it is the only one read for a backbone
+    assert isinstance(videoswin.VideoSwinBackbone.from_preset(out), videoswin.VideoSwinBackbone)
+
+
 def test_backbone_only_preset():
     out = fake.shared_conversion(with_head=False)
     backbone = videoswin.VideoSwinBackbone.from_preset(out)
