@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 extras="all"
 [[ "${1:-}" == "--test" ]] && extras="all,test"
-# torch is pinned to 2.13.0 in pyproject.toml (a CPU build); never let pip choose another.
+# pyproject.toml asks for torch>=2.1 (so that a user's own CUDA build is kept); here the
+# exact CPU build is installed first, and the extras below then leave it in place.
 "$PY" -m pip install -q "torch==2.13.0"
 "$PY" -m pip install -q -e ".[${extras}]"
 if [[ "${1:-}" == "--test" ]]; then

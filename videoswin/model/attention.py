@@ -1,10 +1,31 @@
 """Window multi-head self-attention with a 3-D relative position bias."""
 
+import re
+
 import keras
 import numpy as np
 from keras import ops
 
 from videoswin.model import windows
+
+# Keras's torch backend accepts `bias` in `ops.dot_product_attention` from Keras 3.14 on;
+# before, it raises "torch's `dot_product_attention` doesn't support `bias`" (the JAX,
+# TensorFlow and NumPy backends take it on every Keras this package supports).
+TORCH_BIAS_SINCE = (3, 14)
+
+
+def fused_takes_bias(backend, keras_version):
+    """Whether Keras `keras_version`'s fused `ops.dot_product_attention` accepts a `bias`
+    on `backend`. Where it does not, `WindowAttention3D` computes the same attention
+    explicitly (einsum, softmax, einsum)."""
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", keras_version)[:2])
+    return not (backend == "torch" and major_minor < TORCH_BIAS_SINCE)
+
+
+# Decided once per process: the backend and the Keras version cannot change within one.
+# A plain module constant, so that graph tracers (torch.export, torch.compile) see a fixed
+# branch. Tests force the explicit path by monkeypatching it.
+FUSED_ATTENTION = fused_takes_bias(keras.backend.backend(), keras.__version__)
 
 
 @keras.saving.register_keras_serializable(package="videoswin")
@@ -83,19 +104,23 @@ class WindowAttention3D(keras.layers.Layer):
             if mask is not None:
                 bias = ops.cast(bias, "float32") + ops.convert_to_tensor(mask)
             bias = ops.cast(bias, q.dtype)[None]
-            if training and self.attn_drop > 0:
-                out = self._explicit_attention(q, k, v, bias, training)
-            else:
+            dropout = bool(training) and self.attn_drop > 0
+            if FUSED_ATTENTION and not dropout:
                 out = ops.dot_product_attention(q, k, v, bias=bias, scale=self.scale)
+            else:
+                out = self._explicit_attention(q, k, v, bias, dropout)
             outs.append(ops.reshape(out, (-1, count * n, c)))
         out = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=1)
         out = self.proj(out)
         return self.proj_dropout(out, training=training)
 
-    def _explicit_attention(self, q, k, v, bias, training):
-        # Only for attention dropout during training: the fused op has no dropout.
+    def _explicit_attention(self, q, k, v, bias, dropout):
+        # The fused op's attention, spelled out: for attention dropout during training (the
+        # fused op has none) and where the fused op takes no bias (`FUSED_ATTENTION`).
         logits = ops.einsum("bqhd,bkhd->bhqk", q * ops.cast(self.scale, q.dtype), k) + bias
-        probs = self.attn_dropout(ops.softmax(logits, axis=-1), training=training)
+        probs = ops.softmax(logits, axis=-1)
+        if dropout:
+            probs = self.attn_dropout(probs, training=True)
         return ops.einsum("bhqk,bkhd->bqhd", probs, v)
 
     def compute_output_shape(self, input_shape):

@@ -1,6 +1,6 @@
 """Every use of Keras internals in videoswin, in one place.
 
-Checked on Keras 3.8 to 3.15 (`CHECKED_RANGE`); `tests/videoswin/model/test_keras_private.py`
+Checked on Keras 3.11 to 3.15 (`CHECKED_RANGE`); `tests/videoswin/model/test_keras_private.py`
 fails loudly when an installed Keras no longer behaves as assumed here.
 
 - Deferred variables: a model built under `keras.StatelessScope(initialize_variables=False)`
@@ -26,7 +26,7 @@ import zipfile
 
 import keras
 
-CHECKED_RANGE = ("3.8", "3.15")
+CHECKED_RANGE = ("3.11", "3.15")
 ARCHIVE_FILES = ("config.json", "metadata.json", "model.weights.h5")
 
 
