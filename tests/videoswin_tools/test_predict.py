@@ -38,6 +38,17 @@ def write_manifest(folder, name, seed=None, **spec_fields):
              ).write(folder)
 
 
+def placeholder_conversion(setup, out, name, seed=None, **spec_fields):
+    """A conversion folder of placeholder files whose classifier loads (from the cache) as
+    the fixture's model."""
+    from videoswin.core import naming
+
+    for file in naming.model_files(name):
+        (out / file).write_bytes(b"placeholder")
+    setup["cache"][str(out / f"{name}.keras")] = setup["model"]
+    write_manifest(out, name, seed=seed, **spec_fields)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A conversion-style directory (tiny.keras, tiny_backbone.keras, manifest.json), a bare
@@ -186,11 +197,7 @@ def test_dataset_and_label_file(setup, cli, scores, tmp_path):
 def test_unknown_manifest_dataset_falls_back_to_the_class_count(setup, cli, scores, tmp_path):
     out = tmp_path / "other"
     out.mkdir()
-    for placeholder in ("other.keras", "other_backbone.keras", "other.weights.h5",
-                        "other_backbone.weights.h5"):
-        (out / placeholder).write_bytes(b"placeholder")
-    setup["cache"][str(out / "other.keras")] = setup["model"]
-    write_manifest(out, "other", dataset="ucf101")
+    placeholder_conversion(setup, out, "other", dataset="ucf101")
     result = cli(setup["videos"][0], "--model", out, "--top-k", "1")
     assert result.exit_code == 0, result.output
     assert "manifest dataset 'ucf101' is not one videoswin knows" in result.stderr
@@ -295,11 +302,7 @@ def test_bad_label_file(setup, cli, tmp_path):
 def test_random_weights_are_announced(setup, cli, scores, tmp_path):
     out = tmp_path / "demo"
     out.mkdir()
-    for placeholder in ("demo.keras", "demo_backbone.keras", "demo.weights.h5",
-                        "demo_backbone.weights.h5"):
-        (out / placeholder).write_bytes(b"placeholder")
-    setup["cache"][str(out / "demo.keras")] = setup["model"]
-    write_manifest(out, "demo", seed=0, dataset="kinetics400")
+    placeholder_conversion(setup, out, "demo", seed=0, dataset="kinetics400")
     result = cli(setup["videos"][0], "--model", out, "--top-k", "1")
     assert result.exit_code == 0, result.output
     assert "holds RANDOM weights (a --random-weights 0 conversion" in result.stderr
