@@ -501,12 +501,6 @@ def _write_durably(path, text):
     _fsync_dir(os.path.dirname(path))
 
 
-def check_writable(output_dir):
-    """Prove `output_dir` can take a conversion (its folder can be created and locked)."""
-    with Output(output_dir, force=True):
-        pass
-
-
 def save_models(stage, stem, classifier, backbone):
     """Save `.weights.h5` and `.keras` for the classifier (if any) and the backbone.
 

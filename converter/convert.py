@@ -4,9 +4,9 @@ step before parity succeeded (`converter.artifacts.Output`: locked, all or nothi
 `videoswin-convert` (`videoswin_tools.convert`) is its command line."""
 
 import errno
-import tempfile
 import os
 import sys
+import tempfile
 import time
 
 from videoswin.core.manifest import Manifest, ManifestError, sha256
@@ -173,9 +173,8 @@ def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, r
         progress.begin(f"parity on {', '.join(backends or parity.installed_backends())}")
         report = parity.check(
             spec, loaded.state, stage, spec.name, backends=backends, count=parity_clips,
-            clip_shape=parity_clip,
-            tolerance=parity.DEFAULT_TOLERANCE if tolerance is None else tolerance,
-            reference=reference, bf16=bf16, log=progress)
+            clip_shape=parity_clip, tolerance=tolerance, reference=reference, bf16=bf16,
+            log=progress)
         described.update(parity.write_reports(stage, spec.name, report))
         manifest["parity"] = parity.summary(report)
     else:
@@ -233,9 +232,7 @@ def rerun_parity(output_dir, checkpoint=None, backends=None, parity_clip=None, p
         stage = out.stage(from_existing=True, skip=(naming.MANIFEST, *reports))
         report = parity.check(manifest.spec, loaded.state, stage, manifest.name,
                               backends=backends, count=parity_clips, clip_shape=parity_clip,
-                              tolerance=(parity.DEFAULT_TOLERANCE if tolerance is None
-                                         else tolerance),
-                              reference=reference, bf16=bf16,
+                              tolerance=tolerance, reference=reference, bf16=bf16,
                               log=log or (lambda message: None))
         manifest["artifacts"].update(parity.write_reports(stage, manifest.name, report))
         manifest["parity"] = parity.summary(report)

@@ -90,8 +90,9 @@ def run_backend(backend, directory, stem, clips_path, bf16=False, timeout=3600):
 
 
 def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None, seed=0,
-          tolerance=DEFAULT_TOLERANCE, reference="auto", bf16=False, log=print):
+          tolerance=None, reference="auto", bf16=False, log=print):
     """Run parity for every backend; returns the report dict (see `markdown`)."""
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     backends = installed_backends() if backends is None else list(backends)
     clip_shape = tuple(clip_shape or spec.clip_shape)
     clips = make_clips(count, clip_shape, seed, spec.in_channels)

@@ -180,10 +180,10 @@ def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tol
 
     chosen, tolerance, parity_clip = _backends(backends), _tolerance(tolerance), _clip(parity_clip)
     try:
-        manifest, report = rerun_parity(output_dir, checkpoint, backends=chosen, parity_clip=parity_clip,
-                              parity_clips=parity_clips, tolerance=tolerance,
-                              reference=reference, bf16=bf16, trust_checkpoint=trust_checkpoint,
-                              log=lambda m: click.echo(m, err=True))
+        manifest, report = rerun_parity(
+            output_dir, checkpoint, backends=chosen, parity_clip=parity_clip,
+            parity_clips=parity_clips, tolerance=tolerance, reference=reference, bf16=bf16,
+            trust_checkpoint=trust_checkpoint, log=lambda m: click.echo(m, err=True))
     except ManifestError as err:
         _fail(f"{str(err).rstrip('.')}.", 2)
     except DiskFullError as err:
@@ -193,6 +193,7 @@ def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tol
     click.echo(markdown(report, title=manifest.name))
     if report["status"] != "passed":
         _fail("parity check failed")
+
 
 if __name__ == "__main__":
     main()

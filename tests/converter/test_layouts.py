@@ -163,7 +163,8 @@ def test_block_norms_do_not_make_a_checkpoint_mmaction2():
 
 @pytest.fixture(scope="module")
 def oracle_module():
-    pytest.importorskip("mmaction")
+    pytest.importorskip("mmaction",
+                        reason="the oracle checks need mmaction2 (requirements/oracle.txt)")
     from tests import oracle
     return oracle
 
