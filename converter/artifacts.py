@@ -144,6 +144,30 @@ def _leftover(name):
     return name.startswith(LEGACY_LEFTOVERS)
 
 
+def _listed_entry(folder, name, listed):
+    """Whether the entry `name` of `folder` is one a conversion wrote: a file listed in its
+    manifest, or a folder (an export such as `NAME_saved_model/`) holding at least one file,
+    every file in it listed by its relative path and no links."""
+    path = os.path.join(folder, name)
+    if os.path.islink(path):
+        return False
+    if os.path.isfile(path):
+        return name in listed
+    if not os.path.isdir(path):
+        return False
+    found = False
+    for root, dirs, files in os.walk(path):
+        for entry in dirs + files:
+            full = os.path.join(root, entry)
+            if os.path.islink(full):
+                return False
+            if entry in files:
+                if os.path.relpath(full, folder).replace(os.sep, "/") not in listed:
+                    return False
+                found = True
+    return found
+
+
 def _disk_full(err):
     """Whether `err`, or an exception it came from, is ENOSPC / EDQUOT (h5py puts the errno
     in its message only)."""
@@ -338,8 +362,7 @@ class Output:
             listed = set(Manifest.read(self.target)["artifacts"]) | {naming.MANIFEST}
         except ManifestError:
             listed = set()
-        return [n for n in names
-                if n not in listed or not os.path.isfile(os.path.join(self.target, n))]
+        return [n for n in names if not _listed_entry(self.target, n, listed)]
 
     def _refuse_foreign(self):
         foreign = self.foreign_files()

@@ -97,6 +97,24 @@ def load_spec(path, trust=False):
                      **_metadata(cfg, path, pipeline, err), **fields)
 
 
+def pretrained_2d(path, trust=False):
+    """The 2D checkpoint (a path or URL) a config's backbone inflates, or None.
+
+    As in SwinTransformer3D, the backbone's `pretrained` is a 2D (image) checkpoint to
+    inflate when `pretrained2d` is true, which is its default in both dialects."""
+    path = _resolve(path)
+    model = _read(path, trust).get("model")
+    backbone = model.get("backbone") if isinstance(model, dict) else None
+    if not isinstance(backbone, dict) or not backbone.get("pretrained"):
+        return None
+    if not backbone.get("pretrained2d", True):
+        return None
+    if not isinstance(backbone["pretrained"], str):
+        raise ConfigError(path, "model.backbone.pretrained",
+                          f"expected a path or URL, found {backbone['pretrained']!r}")
+    return backbone["pretrained"]
+
+
 # -- reading -------------------------------------------------------------------------------
 
 def _resolve(path):

@@ -13,40 +13,62 @@ from videoswin.core.manifest import Manifest, ManifestError, sha256
 
 
 class Progress:
-    """Numbered steps on stderr, each with the time it took; silent when `quiet`."""
+    """Numbered steps on stderr: each step's line when it starts, and its duration when the
+    next one starts (or at `done`); silent when `quiet`."""
 
     def __init__(self, total, quiet=False):
         self.total, self.quiet, self.step = total, quiet, 0
-        self.started = time.perf_counter()
+        self.started = self.step_started = time.perf_counter()
 
     def __call__(self, message):
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
 
+    def _close(self):
+        if self.step:
+            self(f"      done in {time.perf_counter() - self.step_started:.1f}s")
+
     def begin(self, message):
+        self._close()
         self.step += 1
-        self(f"[{self.step}/{self.total}] {message} "
-             f"(+{time.perf_counter() - self.started:.1f}s)")
+        self.step_started = time.perf_counter()
+        self(f"[{self.step}/{self.total}] {message}")
+
+    def done(self):
+        """Close the last step and say the total time."""
+        self._close()
+        self.step = 0
+        self(f"total {time.perf_counter() - self.started:.1f}s")
 
 
 def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip=None,
             parity_clips=2, random_weights=None, tolerance=None, trust_checkpoint=False,
-            reference="auto", bf16=False, quiet=False, trust_config=False, force=False):
+            reference="auto", bf16=False, quiet=False, trust_config=False, force=False,
+            inflate_2d=None, export=None, export_clip=None, export_batch="dynamic"):
     """The whole conversion; returns the `Manifest` (with `output_dir` set). Raises on any
     failure before parity; a parity failure is recorded in the manifest.
 
     The new files replace `output_dir` as a whole (`converter.artifacts.Output`): another
     run on the same folder raises `OutputBusy`; a folder holding files that no conversion
     wrote raises `ForeignFiles` unless `force` (they are deleted with the old set); too
-    little disk space raises `DiskFullError`. On any error `output_dir` is unchanged."""
+    little disk space raises `DiskFullError`. On any error `output_dir` is unchanged.
+
+    `inflate_2d`: a 2D (image) Swin checkpoint to inflate into a backbone instead
+    (`converter.inflate`); without any checkpoint or URL, a config whose backbone names
+    `pretrained` with `pretrained2d` (the default) is inflated from that file.
+
+    `export`: serving formats (`converter.export`: onnx, saved_model, litert, openvino) to
+    build and prove after parity, at `export_clip` (T, H, W; default the config's test view)
+    with batch `export_batch` ('dynamic' or an int); recorded in the manifest's `exports`."""
     options = dict(locals())
     from concurrent.futures import ThreadPoolExecutor
 
     # Hash a given checkpoint on a second thread while the imports and the loading run.
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-    source_hash = (hasher.submit(sha256, checkpoint)
-                   if random_weights is None and checkpoint is not None
-                   and os.path.isfile(checkpoint) else None)
+    given = checkpoint if inflate_2d is None else inflate_2d
+    source_hash = (hasher.submit(sha256, given)
+                   if random_weights is None and given is not None
+                   and os.path.isfile(given) else None)
     try:
         return _convert(source_hash=source_hash, **options)
     finally:
@@ -55,13 +77,20 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
 
 def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
              random_weights, tolerance, trust_checkpoint, reference, bf16, quiet, trust_config,
-             force, source_hash):
+             force, source_hash, inflate_2d, export=None, export_clip=None,
+             export_batch="dynamic"):
     from converter import artifacts
     from converter.config import load_spec
 
-    progress = Progress(5 if backends != [] else 4, quiet)
+    progress = Progress((5 if backends != [] else 4) + bool(export), quiet)
     progress.begin(f"config {config}")
     spec = load_spec(config, trust=trust_config)
+    if export:                               # bad formats or a missing runtime: fail first
+        from converter import export as exports
+
+        export = exports.plan(export, export_clip or spec.clip_shape, export_batch, spec)
+    inflate_2d, inflate_url = _inflation_source(config, spec, checkpoint, random_weights,
+                                                inflate_2d, trust_config, progress)
     output_dir = output_dir or os.path.join("converted", spec.name)
     with artifacts.Output(output_dir, force=force) as out:
         head = bool(spec.num_classes)
@@ -69,15 +98,18 @@ def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips
                                            checkpoint=random_weights is not None))
         manifest, report = _write(out, spec, config, checkpoint, backends, parity_clip,
                                   parity_clips, random_weights, tolerance, trust_checkpoint,
-                                  reference, bf16, source_hash, progress)
+                                  reference, bf16, source_hash, progress, inflate_2d,
+                                  inflate_url, export=export)
         out.commit()
+    progress.done()
     manifest.report = report
     manifest.output_dir = output_dir
     return manifest
 
 
 def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, random_weights,
-           tolerance, trust_checkpoint, reference, bf16, source_hash, progress):
+           tolerance, trust_checkpoint, reference, bf16, source_hash, progress,
+           inflate_2d=None, inflate_url=None, export=None):
     """Checkpoint -> mapping -> artifacts -> parity -> manifest, into `out`'s staging folder;
     returns (manifest, parity report or None)."""
     import keras
@@ -103,22 +135,36 @@ def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, r
             raise
         progress(f"  fabricated a checkpoint in the official layout, every tensor random "
                  f"(seed {random_weights})")
-    elif checkpoint is None:
+    elif checkpoint is None and inflate_2d is None:
         if not spec.checkpoint.url:
             raise ckpt.CheckpointError(f"config {config!r} names no checkpoint URL; pass "
                                        "--checkpoint PATH.")
         fetched_url = spec.checkpoint.url
         checkpoint = ckpt.fetch(fetched_url, spec.checkpoint.filename,
                                 sha256=spec.checkpoint.sha256, log=progress)
-    loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
+    inflated = None
+    if inflate_2d is not None:
+        from converter import inflate
+
+        inflated = inflate.load(inflate_2d, spec, trust_pickle=trust_checkpoint)
+        checkpoint, loaded = inflate_2d, inflated.loaded
+    else:
+        loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
     digest = sha256(checkpoint) if source_hash is None else source_hash.result()
-    published = spec.checkpoint.sha256.lower() if spec.checkpoint.sha256 else None
+    published = (spec.checkpoint.sha256.lower() if spec.checkpoint.sha256 and not inflated
+                 else None)
     source = {"name": os.path.basename(checkpoint), "sha256": digest,
               "size": os.path.getsize(checkpoint), "random_weights_seed": random_weights,
               "url": fetched_url, "published_sha256": published,
               "is_published": (None if random_weights is not None else
                                ckpt.matches_published(checkpoint, published, digest=digest)),
               "crc32": loaded.crc32, "upcast_to_float32": loaded.upcast}
+    if inflated:
+        source.update(inflated_from_2d=True, layout_2d=loaded.layout, url=inflate_url)
+        done = inflated.account.summary()
+        progress(f"  inflated a 2D Swin ({loaded.layout}): {done['tensors_used']} tensors "
+                 f"used, dropped {done['tensors_dropped']}, {done['bias_tables_resized']} "
+                 f"bias tables resized {', '.join(done['bias_table_resize'])}".rstrip())
     progress(f"  {source['name']}: layout {loaded.layout}, {len(loaded.state)} tensors, "
              f"{'with' if loaded.has_head else 'without'} classification head")
     if source["is_published"] is False:
@@ -138,10 +184,18 @@ def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, r
                           if with_head else None)
 
     backbone, classifier = mapping.build_deferred(models)
-    coverage = mapping.assign(classifier or backbone, loaded.state, spec.window_size,
-                              ignore_head=not with_head, release=loaded.release)
+    try:
+        coverage = mapping.assign(classifier or backbone, loaded.state, spec.window_size,
+                                  ignore_head=not with_head, release=loaded.release)
+    except mapping.MappingError as err:
+        if not inflated:
+            raise
+        raise mapping.MappingError(f"2D checkpoint {checkpoint!r} ({loaded.layout}), inflated "
+                                   f"(keys as backbone.<2D key>, shapes after inflation): "
+                                   f"{err}") from None
     if not with_head:
-        why = ("the checkpoint has no cls_head" if not loaded.has_head
+        why = ("a 2D checkpoint inflates into a backbone" if inflated else
+               "the checkpoint has no cls_head" if not loaded.has_head
                else "the config defines no head")
         progress(f"  backbone-only conversion: {why}; writing backbone artifacts only")
     progress(f"  {coverage.summary()['tensors_assigned']} tensors -> "
@@ -177,11 +231,69 @@ def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, r
             log=progress)
         described.update(parity.write_reports(stage, spec.name, report))
         manifest["parity"] = parity.summary(report)
+        if inflated:
+            _check_inflation(manifest, spec, inflated, progress)
     else:
         manifest["parity"] = {"status": "skipped"}
+    if inflated:
+        manifest["inflation"] = inflated.account.summary()
+    if export:
+        from converter import export as exports
+
+        progress.begin(f"exports: {', '.join(export[0])}")
+        exports.export_new_conversion(stage, spec, loaded.state, manifest, report, described,
+                                      export, parity_clips, tolerance, reference,
+                                      out.scratch(), progress)
     manifest["artifacts"] = described
     manifest.write(stage)
     return manifest, report
+
+
+def _check_inflation(manifest, spec, inflated, log):
+    """Record in the manifest's parity part how the inflated weights compare with those
+    mmaction2's own `inflate_weights` makes of the same 2D file; a mismatch fails parity.
+    With the parity check (Keras == the reference holding these weights), this shows the
+    Keras backbone equals mmaction2's inflated one."""
+    from converter.inflate import check_against_mmaction2
+
+    check = check_against_mmaction2(spec, inflated.state2d, inflated.loaded.state)
+    manifest["parity"]["inflation_check"] = check
+    log(f"  inflation against {check['reference']}: {check['status']}"
+        + (f" (max |diff| {check['max_abs_diff']:.2e})" if check["max_abs_diff"] is not None
+           else " (mmaction2 is not installed)"))
+    if check["status"] == "failed":
+        manifest["parity"]["status"] = "failed"
+
+
+def _inflation_source(config, spec, checkpoint, random_weights, inflate_2d, trust_config,
+                      log):
+    """(path, URL or None) of the 2D checkpoint to inflate, or (None, None).
+
+    `--inflate-2d PATH` wins; else, with no checkpoint given or named by the config, the
+    backbone's `pretrained` (with `pretrained2d`): a local file (relative to the working
+    folder, as mmaction2 reads it) or an https URL, fetched into the cache."""
+    from converter import checkpoint as ckpt
+    from converter.config import pretrained_2d
+
+    if inflate_2d is not None:
+        if checkpoint is not None or random_weights is not None:
+            raise ckpt.CheckpointError("--inflate-2d cannot be combined with --checkpoint or "
+                                       "--random-weights: it is the source checkpoint.")
+        return inflate_2d, None
+    if checkpoint is not None or random_weights is not None or spec.checkpoint.url:
+        return None, None
+    pretrained = pretrained_2d(config, trust=trust_config)
+    if pretrained is None:
+        return None, None
+    if "://" in pretrained:
+        log(f"  the config names no video checkpoint; inflating its 2D backbone.pretrained "
+            f"{pretrained}")
+        return ckpt.fetch(pretrained, log=log), pretrained
+    if not os.path.isfile(pretrained):
+        raise ckpt.CheckpointError(f"the config's backbone.pretrained {pretrained!r} (a 2D "
+                                   "checkpoint to inflate) is not a file; pass --inflate-2d "
+                                   "PATH or --checkpoint PATH.")
+    return pretrained, None
 
 
 def rerun_parity(output_dir, checkpoint=None, backends=None, parity_clip=None, parity_clips=2,
@@ -227,15 +339,27 @@ def rerun_parity(output_dir, checkpoint=None, backends=None, parity_clip=None, p
                 f"{checkpoint} is not the checkpoint {output_dir} was converted from: its "
                 f"sha256 is {digest}, but the manifest records {source.get('sha256')} "
                 f"({made}); pass the checkpoint the artifacts were converted from")
-        loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
+        inflated = None
+        if source.get("inflated_from_2d"):
+            from converter import inflate
+
+            inflated = inflate.load(checkpoint, manifest.spec, trust_pickle=trust_checkpoint)
+            loaded = inflated.loaded
+        else:
+            loaded = ckpt.load(checkpoint, trust_pickle=trust_checkpoint)
         reports = naming.parity_files(manifest.name)
         stage = out.stage(from_existing=True, skip=(naming.MANIFEST, *reports))
         report = parity.check(manifest.spec, loaded.state, stage, manifest.name,
                               backends=backends, count=parity_clips, clip_shape=parity_clip,
                               tolerance=tolerance, reference=reference, bf16=bf16,
                               log=log or (lambda message: None))
+        if manifest.get("exports"):          # the exports' proofs stay in the report
+            report["exports"] = manifest["exports"]
         manifest["artifacts"].update(parity.write_reports(stage, manifest.name, report))
         manifest["parity"] = parity.summary(report)
+        if inflated:
+            _check_inflation(manifest, manifest.spec, inflated, log or (lambda message: None))
+            report["status"] = manifest["parity"]["status"]
         manifest.write(stage)
         out.commit()
     manifest.source = os.path.join(output_dir, naming.MANIFEST)

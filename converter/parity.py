@@ -96,6 +96,7 @@ def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None,
     backends = installed_backends() if backends is None else list(backends)
     clip_shape = tuple(clip_shape or spec.clip_shape)
     clips = make_clips(count, clip_shape, seed, spec.in_channels)
+    log(f"  reference: {count} random clip(s) of {'x'.join(map(str, clip_shape))}...")
     start = time.perf_counter()
     ref_name, ref_features, ref_logits = reference_outputs(spec, state, clips, reference)
     log(f"  reference ({ref_name}) in {time.perf_counter() - start:.1f}s")
@@ -107,7 +108,9 @@ def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None,
     with tempfile.TemporaryDirectory(prefix="videoswin-clips-") as tmp:
         clips_path = os.path.join(tmp, "clips.npy")
         np.save(clips_path, clips)
-        for backend in backends:
+        for number, backend in enumerate(backends, 1):
+            log(f"  {backend} ({number}/{len(backends)}): loading the artifacts and running "
+                f"{count} clip(s) in a fresh process...")
             start = time.perf_counter()
             outputs = run_backend(backend, directory, stem, clips_path, bf16=bf16)
             entry = {}
@@ -196,4 +199,8 @@ def markdown(report, title=None):
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Status: **{report['status']}**")
+    if report.get("exports"):                  # videoswin-export / convert --export
+        from converter.export import markdown_lines
+
+        lines += markdown_lines(report["exports"])
     return "\n".join(lines) + "\n"

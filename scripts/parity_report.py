@@ -3,7 +3,11 @@
 published variant at a small clip size and print max |diff| per variant x backend.
 
 Usage: python scripts/parity_report.py [--clip T H W] [--variants tiny,small,...]
-Exits non-zero if any conversion or parity check fails.
+                                       [--junit PATH] [--summary PATH]
+`--junit` writes JUnit XML (one test case per variant x backend; a failing one gives max |diff|
+and the tolerance), `--summary` a Markdown table; the table is also appended to
+$GITHUB_STEP_SUMMARY when that variable is set (GitHub Actions).
+Exits non-zero if any conversion or parity check fails, or a report cannot be written.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from converter import reports  # noqa: E402
 from converter.convert import convert  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -33,9 +38,15 @@ def main():
                         metavar=("T", "H", "W"), help="odd sizes exercise padding and clamping")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--backends", default="torch,jax,tensorflow")
+    parser.add_argument("--junit", metavar="PATH", help="write JUnit XML here")
+    parser.add_argument("--summary", metavar="PATH", help="write a Markdown summary here")
     args = parser.parse_args()
     backends = args.backends.split(",")
-    rows, failed = [], False
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; choose from "
+                     f"{', '.join(VARIANTS)}")
+    rows, results, failed = [], [], False
     for variant in args.variants.split(","):
         config = os.path.join(ROOT, "configs", "recognition", "swin", VARIANTS[variant] + ".py")
         start = time.perf_counter()
@@ -46,12 +57,16 @@ def main():
             except Exception as err:  # report every variant, then fail
                 print(f"{variant}: conversion failed: {err}", file=sys.stderr)
                 rows.append((variant, {b: None for b in backends}, "error", 0.0))
+                results.append(reports.result(variant, error=f"conversion failed: {err}",
+                                              backends=backends))
                 failed = True
                 continue
         parity = manifest["parity"]
         diffs = {b: parity["backends"][b]["max_abs_logits"] for b in backends}
         failed |= parity["status"] != "passed"
         rows.append((variant, diffs, parity["status"], time.perf_counter() - start))
+        results.append(reports.result(variant, report=manifest.report, backends=backends,
+                                      seconds=rows[-1][3]))
         print(f"{variant}: {parity['status']} in {rows[-1][3]:.0f}s", flush=True)
     clip = "x".join(map(str, args.clip))
     print(f"\nmax |logits diff| vs mmaction2 (or the PyTorch reference), 2 random clips "
@@ -61,6 +76,14 @@ def main():
     for variant, diffs, status, seconds in rows:
         cells = ["error" if d is None else f"{d:.2e}" for d in diffs.values()]
         print(f"| {variant} | " + " | ".join(cells) + f" | {status} | {seconds:.0f} |")
+    try:
+        written = reports.write(results, junit=args.junit, summary=args.summary,
+                                title=f"Parity report ({clip}, synthetic checkpoints)")
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
     return 1 if failed else 0
 
 

@@ -19,6 +19,7 @@ _LAZY = {
     "VideoSwinB": "videoswin.model.variants",
     "VideoSwinL": "videoswin.model.variants",
     "freeze_stages": "videoswin.model.finetune",
+    "without_optimizer": "videoswin.model.finetune",
     "ARCHS": "videoswin.core.archs",
     "PRESETS": "videoswin.core.presets",
 }

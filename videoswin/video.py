@@ -344,10 +344,11 @@ def top_classes(probabilities, labels=None, k=5):
 
 
 def video_probabilities(model, path, batch_size=1, origin="official", average_clips="prob",
-                        resize_backend="auto", **pipeline):
+                        resize_backend="auto", progress=None, **pipeline):
     """Class probabilities `(classes,)` of `model` on the file `path` under the multi-view test
     protocol. `pipeline` overrides the Kinetics sampling settings (e.g. `num_clips=1`; see
-    `videoswin.core.pipelines.SAMPLING_KEYS`)."""
+    `videoswin.core.pipelines.SAMPLING_KEYS`). `progress(done, total)`, if given, is called
+    once the views are decoded (`done` 0) and after each batch of `batch_size` views."""
     unknown = set(pipeline) - set(SAMPLING_KEYS)
     if unknown:
         raise TypeError(f"unknown pipeline settings {sorted(unknown)}; expected {SAMPLING_KEYS}")
@@ -355,7 +356,15 @@ def video_probabilities(model, path, batch_size=1, origin="official", average_cl
     _check_input_shape(model, settings)
     views = load_video(path, origin=origin, normalize=not _normalises_inside(model),
                        resize_backend=resize_backend, **settings)
-    outputs = model.predict(views, batch_size=batch_size, verbose=0)
+    if progress is None:
+        outputs = model.predict(views, batch_size=batch_size, verbose=0)
+    else:
+        progress(0, len(views))
+        outputs = []
+        for start in range(0, len(views), batch_size):
+            outputs.append(model.predict(views[start:start + batch_size], verbose=0))
+            progress(min(start + batch_size, len(views)), len(views))
+        outputs = np.concatenate(outputs)
     return average_views(outputs, average_clips, probabilities=_ends_in_softmax(model))
 
 

@@ -36,6 +36,16 @@ def _tolerance(value):
     return value
 
 
+def _export_options(formats, clip, batch):
+    """`convert`'s export arguments, checked (exit 2 for a bad format, clip or batch)."""
+    if formats is None:
+        return {}
+    from videoswin_tools import export as export_cli
+
+    return {"export": export_cli._formats(formats), "export_clip": export_cli._clip(clip),
+            "export_batch": export_cli._batch(batch)}
+
+
 def _clip(value):
     if value and not all(0 < n <= 4096 for n in value):
         _fail(f"--parity-clip {' '.join(map(str, value))}: each of T H W must be in 1..4096", 2)
@@ -70,6 +80,10 @@ def _clip(value):
 @click.option("--random-weights", type=int, metavar="SEED",
               help="Fabricate an official-layout checkpoint with every tensor random and run "
                    "the whole pipeline offline.")
+@click.option("--inflate-2d", "inflate_2d", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Inflate a 2D (image) Swin checkpoint (official {'model': ...} or timm, "
+                   ".pth or .safetensors) into a Video Swin backbone, as mmaction2's "
+                   "pretrained2d=True does; writes the backbone files only.")
 @click.option("--trust-config", is_flag=True,
               help="Run the config (and its _base_ files) through mmengine, which executes "
                    "them, instead of reading them safely: only for files you trust.")
@@ -80,12 +94,20 @@ def _clip(value):
               help="Convert even into a folder holding files that no videoswin conversion "
                    "wrote (not listed in its manifest.json): the folder is replaced as a "
                    "whole, so those files are deleted with the old conversion.")
+@click.option("--export", "export", metavar="FORMATS",
+              help="After parity, export the classifier and prove each export in its own "
+                   "runtime (videoswin-export): onnx, saved_model, litert, openvino "
+                   "(comma-separated) or 'all'.")
+@click.option("--export-clip", nargs=3, type=int, metavar="T H W",
+              help="Clip size of the exports. Default: the config's test view.")
+@click.option("--export-batch", default="dynamic", show_default=True, metavar="N|dynamic",
+              help="Batch size of the exports.")
 @click.option("--push-to-hub", metavar="ORG/NAME",
               help="After a passing conversion, publish the artifacts to this Hub repo.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final line.")
 def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, tolerance,
          reference, bf16, random_weights, trust_config, trust_checkpoint, force, push_to_hub,
-         quiet):
+         quiet, inflate_2d=None, export=None, export_clip=None, export_batch="dynamic"):
     """Convert an official Video Swin checkpoint to Keras 3 artifacts and prove parity.
 
     Reads CONFIG, loads the checkpoint safely (weights_only), maps every tensor onto the
@@ -105,22 +127,28 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
     from converter.checkpoint import CheckpointError
     from converter.config import ConfigError
     from converter.convert import convert
+    from converter.export import ExportError
     from converter.mapping import MappingError
     from converter.parity import markdown
     from videoswin.core.manifest import ManifestError
 
     if checkpoint is not None and random_weights is not None:
         _fail("--checkpoint and --random-weights are mutually exclusive.", 2)
+    if inflate_2d is not None and (checkpoint is not None or random_weights is not None):
+        _fail("--inflate-2d is the source checkpoint: it cannot be combined with "
+              "--checkpoint or --random-weights.", 2)
     chosen, tolerance, parity_clip = _backends(backends), _tolerance(tolerance), _clip(parity_clip)
     try:
         manifest = convert(config, checkpoint, output_dir, chosen, parity_clip, parity_clips,
                            random_weights, tolerance, trust_checkpoint, reference, bf16, quiet,
-                           trust_config, force=force)
+                           trust_config, force=force, inflate_2d=inflate_2d,
+                           **_export_options(export, export_clip, export_batch))
     except DiskFullError as err:
         exit_on_disk_full(f"error: {err}")
     except ConfigError as err:
         _fail(str(err), 2)
-    except (CheckpointError, MappingError, OutputError, ManifestError, RuntimeError) as err:
+    except (CheckpointError, MappingError, OutputError, ManifestError, RuntimeError,
+            ExportError) as err:
         _fail(str(err))
     if manifest.report is not None and not quiet:
         click.echo(markdown(manifest.report, title=manifest.name))
@@ -130,6 +158,10 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
     if status == "failed":
         _fail("parity check failed; see the report above and "
               f"{manifest.output_dir}/{manifest.name}.parity.json")
+    if manifest.get("exports"):
+        from videoswin_tools.export import report as export_report
+
+        export_report(manifest, list(manifest["exports"]), quiet)    # exit 1 if one failed
     if push_to_hub:
         from videoswin_tools.publish import PublishError, publish
 
@@ -162,8 +194,13 @@ def main(config, checkpoint, output_dir, backends, parity_clip, parity_clips, to
 @click.option("--bf16", is_flag=True, help="Also report parity under mixed_bfloat16.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Allow full unpickling for a checkpoint you trust.")
+@click.option("--junit", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Also write the result as JUnit XML (one test case per backend).")
+@click.option("--summary", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Also write a Markdown summary (appended to $GITHUB_STEP_SUMMARY too "
+                   "when that variable is set).")
 def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tolerance,
-                reference, bf16, trust_checkpoint):
+                reference, bf16, trust_checkpoint, junit=None, summary=None):
     """Re-run the parity check on existing conversion artifacts in OUTPUT_DIR.
 
     Reads OUTPUT_DIR/manifest.json and checks every artifact against it (size and sha256),
@@ -189,10 +226,29 @@ def parity_main(output_dir, checkpoint, backends, parity_clip, parity_clips, tol
     except DiskFullError as err:
         exit_on_disk_full(f"error: {err}")
     except (ckpt.CheckpointError, OutputError, RuntimeError) as err:
+        # A parity worker that crashed is a CI error for every backend it was to check.
+        _ci_reports(output_dir, dict(error=str(err), backends=chosen or
+                                     backend_names.installed_backends()), junit, summary)
         _fail(str(err))
     click.echo(markdown(report, title=manifest.name))
+    _ci_reports(manifest.name, dict(report=report), junit, summary)
     if report["status"] != "passed":
         _fail("parity check failed")
+
+
+def _ci_reports(name, fields, junit, summary):
+    """JUnit XML / Markdown summary of one parity result (and $GITHUB_STEP_SUMMARY)."""
+    import os
+
+    from converter import reports
+
+    name = os.path.basename(os.path.normpath(str(name)))
+    try:
+        for path in reports.write([reports.result(name, **fields)], junit=junit,
+                                  summary=summary, title=f"Parity of {name}"):
+            click.echo(f"wrote {path}", err=True)
+    except OSError as err:
+        _fail(f"--junit/--summary: {err}", 2)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ def body(manifest, repo_id, include_preprocessing=False):
     out += _accuracy(manifest, with_head)
     out += _source(manifest)
     out += _parity(manifest)
-    out += _files(stem, with_head)
+    out += _exports(manifest)
+    out += _files(stem, with_head, manifest.get("exports"))
     out += _usage(manifest, repo_id, with_head, include_preprocessing)
     out += [
         "## License", "",
@@ -275,7 +276,49 @@ def _parity(manifest):
                     f"`{manifest['config']}.parity.json`.", ""]
 
 
-def _files(stem, with_head):
+EXPORT_TITLES = {"onnx": "ONNX", "saved_model": "TF SavedModel", "litert": "LiteRT (TFLite)",
+                 "openvino": "OpenVINO IR"}
+
+
+def _export_file(fmt, files):
+    if fmt == "openvino":
+        return next((f for f in files if f.endswith(".xml")), files[0])
+    if fmt == "saved_model":
+        return files[0].split("/")[0] + "/"
+    return files[0]
+
+
+def _exports(manifest):
+    """The per-format table of serving exports and their proof."""
+    exports = manifest.get("exports") or {}
+    if not exports:
+        return []
+    lines = ["## Exports", "",
+             "Serving exports of the classifier: input `video` `(batch, T, H, W, 3)` float32, "
+             "channels last, normalised as above (mean/std on 0-255 RGB); output `logits`. "
+             "Each was run by its own runtime in a fresh process (no Keras) on the parity "
+             "clips at its clip size and compared with the original model.", "",
+             "| format | file | clip (T x H x W) | batch | runtime | max abs logits | "
+             "top-1 agree | tolerance | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for fmt, record in exports.items():
+        diff, top1 = record.get("max_abs_diff"), record.get("top1_agreement")
+        lines.append(
+            f"| {EXPORT_TITLES.get(fmt, fmt)} | `{_export_file(fmt, record.get('files') or ['?'])}`"
+            f" | {_x(record.get('clip') or [])} | {record.get('batch')} | "
+            f"{record.get('runtime')} | {'n/a' if diff is None else f'{diff:.2e}'} | "
+            f"{'n/a' if top1 is None else f'{top1:.0%}'} | {record.get('tolerance'):g} | "
+            f"{'pass' if record.get('status') == 'passed' else 'FAIL'} |")
+    references = sorted({str(r.get("reference")) for r in exports.values()})
+    lines += ["", f"Reference: {'; '.join(references)}. Routes: "
+              + "; ".join(f"{fmt}: {r.get('route')}" for fmt, r in exports.items()) + ".", ""]
+    failed = [fmt for fmt, r in exports.items() if r.get("status") != "passed"]
+    if failed:
+        lines += [f"**Failed its proof, do not use:** {', '.join(failed)}.", ""]
+    return lines
+
+
+def _files(stem, with_head, exports=None):
     rows = []
     if with_head:
         rows += [("config.json, metadata.json, model.weights.h5",
@@ -290,6 +333,10 @@ def _files(stem, with_head):
              (f"{stem}_backbone.weights.h5", "backbone weights"),
              ("manifest.json", "conversion record: source sha256, artifact hashes, versions"),
              (f"{stem}.parity.json, {stem}.parity.md", "parity report")]
+    for fmt, record in (exports or {}).items():
+        if record.get("status") == "passed":
+            rows.append((_export_file(fmt, record.get("files") or ["?"]),
+                         f"{EXPORT_TITLES.get(fmt, fmt)} export (see Exports)"))
     if with_head:
         rows.append(("label_map.json", "class index -> name"))
     return (["## Files", "", "| file | content |", "|---|---|"]

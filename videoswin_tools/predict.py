@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -15,6 +16,7 @@ from videoswin.core import datasets, naming
 from videoswin.core.backends import select_backend
 from videoswin.core.manifest import Manifest, ManifestError
 from videoswin.core.pipelines import ORIGINS
+from videoswin_tools.progress import Counter, Status, duration, rate_and_eta
 
 
 def _parse_views(ctx, param, text):
@@ -31,7 +33,8 @@ def _parse_views(ctx, param, text):
 @click.argument("videos", nargs=-1, required=True, metavar="VIDEO...")
 @click.option("--model", "model_ref", required=True, metavar="PATH_OR_PRESET",
               help="A classifier .keras file, a videoswin-convert output directory (holding "
-                   "<name>.keras and manifest.json), or a preset name.")
+                   "<name>.keras and manifest.json), a preset name, or an exported "
+                   "<name>.onnx in its conversion folder (run by onnxruntime, no Keras).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
               help="How many classes to print per video.")
 @click.option("--views", metavar="CLIPSxCROPS", callback=_parse_views,
@@ -70,7 +73,11 @@ def main(videos, model_ref, top_k, views, as_json, labels_file, dataset, origin,
             dataset = datasets.canonical(dataset)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--dataset") from None
+    status = Status()
+    started = time.perf_counter()
+    status.line(f"loading {model_ref}...")
     model, manifest, source = _load_model(model_ref)
+    status.line(f"loaded in {duration(time.perf_counter() - started)}")
     if manifest is not None and manifest.is_random:
         click.echo(f"warning: {source} holds RANDOM weights (a --random-weights "
                    f"{manifest.random_seed} conversion, made to test the pipeline): its "
@@ -93,18 +100,20 @@ def main(videos, model_ref, top_k, views, as_json, labels_file, dataset, origin,
 
     results, failed = [], 0
     for number, path in enumerate(videos, 1):
-        if len(videos) > 1:
-            click.echo(f"[{number}/{len(videos)}] {path}", err=True)
+        where = f"[{number}/{len(videos)}] {path}" if len(videos) > 1 else path
+        tracker = _ViewProgress(status, where)
         try:
             probs = video.video_probabilities(model, path, batch_size=batch_size, origin=origin,
-                                              average_clips=average, **pipeline)
+                                              average_clips=average, progress=tracker,
+                                              **pipeline)
         except video.VideoReadError as err:
             failed += 1
-            click.echo(f"error: {err}", err=True)
+            status.line(f"{where}: error: {err}")
             results.append({"video": path, "error": str(err)})
             continue
         except (ImportError, ValueError) as err:
             raise click.ClickException(str(err)) from None
+        status.line(tracker.summary())
         ranked = video.top_classes(probs, None, min(top_k, num_classes))
         results.append({"video": path, "predictions": [
             {"index": index, "label": names[index] if names else None, "probability": round(p, 6)}
@@ -118,6 +127,32 @@ def main(videos, model_ref, top_k, views, as_json, labels_file, dataset, origin,
     if failed:
         click.echo(f"{failed} of {len(videos)} video(s) could not be read", err=True)
         sys.exit(1)
+
+
+class _ViewProgress:
+    """`video_probabilities`' progress callback: decoding, then views done with rate and ETA
+    (live on a terminal), and a one-line summary per video."""
+
+    def __init__(self, status, where):
+        self.status, self.where = status, where
+        self.started = time.perf_counter()
+        self.decoded = self.counter = None
+        status.live(f"{where}: decoding...")
+
+    def __call__(self, done, total):
+        if self.counter is None:
+            self.decoded = time.perf_counter() - self.started
+            self.counter = Counter(self.status, f"{self.where}: views", total, "views")
+        else:
+            self.counter.advance(done - self.counter.done)
+
+    def summary(self):
+        total = time.perf_counter() - self.started
+        if self.counter is None:
+            return f"{self.where}: done in {duration(total)}"
+        rate = rate_and_eta(self.counter.done, None, self.counter.elapsed, "views")
+        return (f"{self.where}: {self.counter.done} views in {duration(total)} "
+                f"(decoding {duration(self.decoded)}, {rate})")
 
 
 def _print_text(result):
@@ -150,6 +185,10 @@ def _labels(label_maps, labels_file, dataset, num_classes):
 
 def _load_model(ref):
     """(model, manifest or None, description) for a .keras file, a directory or a preset."""
+    if ref.endswith(".onnx"):                # onnxruntime, no Keras
+        from videoswin_tools import onnx_runtime
+
+        return onnx_runtime.load(ref)
     import keras
 
     import videoswin.model  # noqa: F401  (registers the classes .keras files name)

@@ -1,10 +1,21 @@
 """`videoswin-publish`: upload a conversion output folder to the Hugging Face Hub.
 
 The exact folder to upload is staged first (in a temporary folder, or `--stage-dir`):
-the conversion's artifacts byte for byte, `manifest.json`, the parity report, a label map,
-Keras's Hub layout for the classifier (`config.json`, `metadata.json`, `model.weights.h5`)
-and for the backbone (`backbone/`), and the model card `README.md` (see
-`videoswin/model/presets.py` for the layout). The local folder is only read: nothing in it is ever written.
+every artifact the manifest lists, byte for byte (exports in subfolders included, such as
+`<stem>_saved_model/`), `manifest.json`, the parity report, a label map, Keras's Hub layout
+for the classifier (`config.json`, `metadata.json`, `model.weights.h5`) and for the backbone
+(`backbone/`), and the model card `README.md` (see `videoswin/model/presets.py` for the
+layout). Artifacts are staged as hard links (copies across filesystems); a symbolic link
+anywhere on an artifact's path is refused, so nothing outside the folder is ever uploaded.
+
+After a successful upload, what was published is recorded in the local `manifest.json`
+under `hub` (repository, revision, commit, and every file's URL, size and sha256: see
+`videoswin.core.manifest`), so that `videoswin-zoo` can link each file with its sha256. The
+record is written atomically under the folder's conversion lock, and only when it changes:
+publishing unchanged files again leaves the manifest byte for byte as it was. The uploaded
+`manifest.json` is the local one without `hub` (a record of the upload cannot be part of
+it), so the record itself never makes a new commit. Nothing else in the folder is written,
+and nothing at all on a dry run or a failure (`record=False` / `--no-record`: nothing).
 
 Uploading uses huggingface_hub (`create_repo(exist_ok=True)`, then `upload_folder`), which
 asks the Hub for the oid of each file already there and leaves unchanged files out, so
@@ -29,7 +40,8 @@ BACKBONE_DIR = "backbone"
 LABEL_MAP = "label_map.json"
 # Paths this tool owns in a repository: if a new publish lacks one, it is deleted.
 MANAGED = ["*.keras", "*.weights.h5", "*.parity.json", "*.parity.md", "config.json",
-           "metadata.json", f"{BACKBONE_DIR}/*", "manifest.json", LABEL_MAP]
+           "metadata.json", f"{BACKBONE_DIR}/*", "manifest.json", LABEL_MAP,
+           "*.onnx", "*.tflite", "*_saved_model/*", "*_openvino/*"]
 EXAMPLE = ("videoswin-publish converted/swin_tiny_patch244_window877_kinetics400_1k "
            "--repo-id videoswin/swin_tiny_patch244_window877_kinetics400_1k")
 
@@ -49,6 +61,8 @@ class PublishResult:
     committed: bool = False           # whether this publish made a new commit
     staged_dir: str | None = None     # kept only with stage_dir=...
     tree: str = field(default="", repr=False)
+    recorded: bool = False            # whether the local manifest's `hub` record changed
+    links: dict = field(default_factory=dict, repr=False)   # path -> {url, size, sha256}
 
 
 def read_manifest(output_dir):
@@ -107,6 +121,32 @@ def _link(src, dst):
         shutil.copyfile(src, dst, follow_symlinks=False)
 
 
+def _artifact_source(output_dir, name):
+    """The path of artifact `name` (a relative path, `/`-separated) inside `output_dir`.
+
+    Every component must be a plain name and a real directory or, last, a regular file:
+    a symbolic link anywhere on the way could lead out of the folder, so it is refused."""
+    try:
+        parts = naming.check_relative_name(name, "artifact").split("/")
+    except ValueError:
+        raise PublishError(f"{naming.MANIFEST} of {output_dir} lists artifact {name!r}, which "
+                           "is not a relative path inside the folder.") from None
+    path = Path(output_dir)
+    for i, part in enumerate(parts):
+        path = path / part
+        if os.path.islink(path):
+            raise PublishError(f"{path} is a symbolic link; publishing takes regular files "
+                               "only.")
+        last = i == len(parts) - 1
+        if not (path.is_file() if last else path.is_dir()):
+            raise PublishError(f"{path} is missing or not a regular "
+                               f"{'file' if last else 'folder'}; re-run videoswin-convert.")
+    root = os.path.realpath(output_dir)
+    if not os.path.realpath(path).startswith(root + os.sep):
+        raise PublishError(f"artifact {name!r} resolves outside {output_dir}.")
+    return path
+
+
 def _keras_layout(archive, weights, folder, expected):
     """Keras's Hub layout in `folder`: config and metadata of `archive`, `weights` as weights.
 
@@ -138,8 +178,9 @@ def stage(output_dir, folder, repo_id, labels=None, allow_unverified=False):
     check_parity(manifest, allow_unverified)
     stem, with_head = manifest.name, manifest.with_head
     for name in manifest["artifacts"]:
-        _link(output_dir / name, Path(naming.inside(folder, name, "artifact")))
-    _link(output_dir / naming.MANIFEST, folder / naming.MANIFEST)
+        _link(_artifact_source(output_dir, name), folder.joinpath(*name.split("/")))
+    # The manifest as uploaded: the local one without its record of earlier publishes.
+    (folder / naming.MANIFEST).write_text(uploaded_manifest(manifest).to_json(), "utf-8")
     main, kind = (stem, "VideoSwinClassifier") if with_head else \
         (f"{stem}_backbone", "VideoSwinBackbone")
     config = _keras_layout(output_dir / f"{main}.keras", output_dir / f"{main}.weights.h5",
@@ -156,6 +197,64 @@ def stage(output_dir, folder, repo_id, labels=None, allow_unverified=False):
     (folder / "README.md").write_text(
         model_card.render(manifest, repo_id, include_preprocessing=preprocessing), "utf-8")
     return manifest
+
+
+def uploaded_manifest(manifest):
+    """The manifest that goes to the Hub: the local one less `hub`, in canonical JSON (the
+    bytes `videoswin-convert` wrote, for a manifest it wrote and nobody published)."""
+    uploaded = Manifest({k: v for k, v in manifest.items() if k != "hub"})
+    uploaded.source = manifest.source                  # already validated when read
+    return uploaded
+
+
+def links(folder, files, output_dir, manifest, endpoint, repo_id, commit):
+    """{repository path: {url, size, sha256}} of the staged `files`, each URL pinned to
+    `commit`. Files staged as hard links to the (verified) artifacts reuse their sha256."""
+    from urllib.parse import quote
+
+    from videoswin.core.manifest import describe
+
+    def identity(path):
+        stat = os.stat(path)
+        return stat.st_dev, stat.st_ino, stat.st_size
+
+    known = {identity(Path(output_dir).joinpath(*name.split("/"))): record["sha256"]
+             for name, record in manifest["artifacts"].items()}
+    out = {}
+    for name in files:
+        path = Path(folder).joinpath(*name.split("/"))
+        record = describe(path, known.get(identity(path)))
+        out[name] = {"url": f"{endpoint}/{repo_id}/resolve/{commit}/{quote(name)}", **record}
+    return out
+
+
+def hub_record(result):
+    """The manifest's `hub` value for a publish `result`."""
+    return {"repo_id": result.repo_id, "url": result.url, "revision": result.revision,
+            "commit": result.commit, "files": result.links}
+
+
+def record(output_dir, published, hub):
+    """Write `hub` into `output_dir`'s manifest, under the folder's conversion lock and
+    atomically; only if the conversion is still the one `published` (the manifest that was
+    staged) and the record differs. Returns whether the file changed."""
+    from converter.artifacts import Output, OutputError
+
+    try:
+        with Output(output_dir, force=True):
+            current = Manifest.read(output_dir)
+            if dict(uploaded_manifest(current)) != dict(uploaded_manifest(published)):
+                raise PublishError(f"{output_dir} changed while it was being published (a new "
+                                   "conversion or parity run); its manifest was left as it "
+                                   "is: publish it again.")
+            if current.get("hub") == hub:
+                return False
+            current["hub"] = hub
+            current.write(output_dir)
+            return True
+    except (OutputError, ManifestError, OSError) as err:
+        raise PublishError(f"could not record the publish in {output_dir}/{naming.MANIFEST} "
+                           f"({err}).") from None
 
 
 def tree(folder, title):
@@ -192,14 +291,16 @@ def _files(folder):
 
 def publish(output_dir, repo_id, *, private=False, revision=None, token=None, endpoint=None,
             dry_run=False, labels=None, allow_unverified=False, commit_message=None,
-            stage_dir=None, log=None):
+            stage_dir=None, log=None, record_links=True):
     """Publish a `videoswin-convert` output folder to the Hub repository `repo_id`.
 
     Token: `token`, else `HF_TOKEN` or the saved `hf auth login`. Endpoint: `endpoint`, else
     `HF_ENDPOINT`, else huggingface.co. `revision`: a branch (created from main if missing).
     `dry_run`: stage and describe, upload nothing. `stage_dir`: stage there (an empty or new
-    folder) and keep it. Raises `PublishError` with a one-paragraph message on failure; the
-    local folder is never modified. Returns a `PublishResult`.
+    folder) and keep it. `record_links`: after a successful upload, record the repository,
+    commit and every file's URL, size and sha256 in the local manifest's `hub` (only when
+    they changed). Raises `PublishError` with a one-paragraph message on failure; the local
+    folder is not modified then, nor on a dry run. Returns a `PublishResult`.
     """
     import huggingface_hub
     from huggingface_hub import constants
@@ -246,8 +347,17 @@ def publish(output_dir, repo_id, *, private=False, revision=None, token=None, en
             raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or "
                                "pass --token (it needs write access to "
                                f"{repo_id.split('/')[0]}). Nothing was uploaded.")
-        return _upload(result, folder, manifest, private, token, endpoint, commit_message, log,
-                       output_dir)
+        result = _upload(result, folder, manifest, private, token, endpoint, commit_message,
+                         log, output_dir)
+        result.links = links(folder, files, output_dir, manifest, endpoint, repo_id,
+                             result.commit)
+        if record_links:
+            try:
+                result.recorded = record(output_dir, manifest, hub_record(result))
+            except PublishError as err:
+                raise PublishError(f"Published {repo_id} @ {revision} (commit "
+                                   f"{result.commit}), but {err}") from None
+        return result
     finally:
         if cleanup is not None:
             cleanup.cleanup()
@@ -344,8 +454,11 @@ def _describe_failure(err, endpoint, repo_id, step):
 @click.option("--stage-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Stage into this new or empty folder and keep it. Default: a temporary "
                    "folder, removed afterwards.")
+@click.option("--no-record", is_flag=True,
+              help="Do not record the published files (URLs, sizes, sha256) in OUTPUT_DIR's "
+                   "manifest.json. Default: record them there, for videoswin-zoo.")
 def cli(output_dir, repo_id, private, revision, dry_run, token, labels, allow_unverified,
-        commit_message, stage_dir):
+        commit_message, stage_dir, no_record):
     """Publish a videoswin-convert OUTPUT_DIR to the Hugging Face Hub.
 
     The repository gets the classifier and backbone .weights.h5 and .keras files,
@@ -353,13 +466,16 @@ def cli(output_dir, repo_id, private, revision, dry_run, token, labels, allow_un
     (config.json, metadata.json, model.weights.h5; backbone/ for the backbone) and a model
     card README.md, so that `keras.saving.load_model("hf://ORG/NAME")` and
     `videoswin.VideoSwinClassifier.from_preset("hf://ORG/NAME")` load it. Unchanged
-    artifacts make no new commit. The endpoint is HF_ENDPOINT when set.
+    artifacts make no new commit. The endpoint is HF_ENDPOINT when set. What was published
+    (commit, each file's URL, size and sha256) is recorded under `hub` in OUTPUT_DIR's
+    manifest.json, which is otherwise left as it is.
     """
     try:
         result = publish(output_dir, repo_id, private=private, revision=revision, token=token,
                          dry_run=dry_run, labels=labels, allow_unverified=allow_unverified,
                          commit_message=commit_message, stage_dir=stage_dir,
-                         log=lambda message: click.echo(message, err=True))
+                         log=lambda message: click.echo(message, err=True),
+                         record_links=not no_record)
     except PublishError as err:
         raise click.ClickException(str(err)) from None
     if dry_run:
@@ -372,6 +488,9 @@ def cli(output_dir, repo_id, private, revision, dry_run, token, labels, allow_un
     else:
         click.echo(f"{repo_id} @ {result.revision} is already up to date (commit "
                    f"{result.commit}); nothing uploaded.")
+    if result.recorded:
+        click.echo(f"Recorded {len(result.links)} published files in "
+                   f"{output_dir / naming.MANIFEST}.")
 
 
 def main(argv=None):

@@ -2,9 +2,12 @@
 
 Every figure in the file is computed or read, never typed: params and FLOPs from the
 architecture (`videoswin.core.flops`, checked against Keras's `count_params()` by the tests),
-published accuracy from each config's `metrics`, parity and artifacts from the `manifest.json`
-files `videoswin-convert` (and publishing) write. The output has no timestamps, so
-`videoswin-zoo --check` can tell whether the committed file is current.
+published accuracy from each config's `metrics`, parity, exports and artifacts from the
+`manifest.json` files `videoswin-convert` (and publishing) write: the Exports column lists the
+formats whose export passed its check (`exports`), and each published model links every file
+it published with its size and sha256 (`hub.files`, recorded by `videoswin-publish`). The
+output has no timestamps, so `videoswin-zoo --check` can tell whether the committed file is
+current.
 
 Manifests of conversions made with `--random-weights` are ignored: they prove the weight
 mapping, not a published checkpoint, so they must not show up as conversions.
@@ -22,12 +25,15 @@ from videoswin.core import naming
 from videoswin.core.archs import LABELS as ARCH_LABELS
 from videoswin.core.backends import BACKENDS
 from videoswin.core.datasets import DATASETS
-from videoswin.core.manifest import Manifest, ManifestError
+from videoswin.core.manifest import Manifest, ManifestError, write_text_atomic
 
 ROOT = CONFIG_ROOT.parent
-DEFAULT_OUTPUT = ROOT / "MODEL_ZOO.md"
+COMMITTED = ROOT / "MODEL_ZOO.md"          # the checkout's own copy
+DEFAULT_OUTPUT = Path("MODEL_ZOO.md")      # in the current folder, as ./converted is
 DEFAULT_MANIFESTS = Path("converted")     # where videoswin-convert writes by default
 ORIGIN_LABELS = {"official": "official 0.x", "mmaction2": "mmaction2 1.x"}
+EXPORT_LABELS = {"onnx": "ONNX", "saved_model": "SavedModel", "litert": "LiteRT",
+                 "openvino": "OpenVINO"}
 CHECK_DIFF_LINES = 40
 
 
@@ -153,6 +159,23 @@ def _parity_cell(manifest):
     return text if status == "passed" else f"**{status}**: {text}"
 
 
+def _exports_cell(manifest):
+    """The export formats that passed their check; failed ones flagged."""
+    if manifest is None:
+        return "—"
+    exports = manifest.get("exports")
+    if not isinstance(exports, dict) or not exports:
+        return "none"
+    order = [f for f in EXPORT_LABELS if f in exports] + sorted(set(exports) - set(EXPORT_LABELS))
+    parts = []
+    for fmt in order:
+        record = exports[fmt] if isinstance(exports[fmt], dict) else {}
+        label = EXPORT_LABELS.get(fmt, str(fmt).replace("|", "\\|"))
+        status = record.get("status")
+        parts.append(label if status == "passed" else f"~~{label}~~ ({status or 'unknown'})")
+    return " · ".join(parts)
+
+
 def _anchor(text):
     """GitHub's heading anchor for `text`."""
     return re.sub(r"[^a-z0-9 _-]", "", text.lower()).replace(" ", "-")
@@ -171,13 +194,19 @@ def _artifact_section(manifest):
     hub, name = manifest["hub"], manifest["config"]
     revision = hub.get("revision") or "main"
     base = hub["url"].rstrip("/")
+    commit = f" (commit `{hub['commit']}`)" if hub.get("commit") else ""
     lines = [f"### {name}", "",
-             f"[{hub['repo_id']}]({base}) at revision `{revision}`; source checkpoint "
+             f"[{hub['repo_id']}]({base}) at revision `{revision}`{commit}; source checkpoint "
              f"`{manifest['source_checkpoint'].get('name')}` (sha256 "
              f"`{manifest['source_checkpoint'].get('sha256')}`).", "",
              "| file | bytes | sha256 |", "|---|---:|---|"]
-    for file, record in sorted(manifest.get("artifacts", {}).items()):
-        lines.append(f"| [{file}]({base}/blob/{revision}/{file}) | {record['size']:,} "
+    # The files the publish recorded (every file uploaded, each URL pinned to its commit);
+    # a manifest from before those records: its artifacts, at the revision.
+    files = hub.get("files") or {
+        file: dict(record, url=f"{base}/blob/{revision}/{file}")
+        for file, record in manifest.get("artifacts", {}).items()}
+    for file, record in sorted(files.items()):
+        lines.append(f"| [{file}]({record['url']}) | {record['size']:,} "
                      f"| `{record['sha256']}` |")
     return lines + [""]
 
@@ -206,16 +235,23 @@ do not edit by hand (`videoswin-zoo --check` fails when this file is out of date
   model and the official PyTorch model on each Keras backend (float32, random clips), read
   from the conversion's `manifest.json`. Conversions of random weights
   (`--random-weights`) only test the mapping and are not listed.
+- **Exports** are the formats (ONNX, SavedModel, LiteRT, OpenVINO) whose export of the
+  converted model was checked against it; a struck-through format failed its check.
+- **Artifacts** link the published Hub repository; its section under "Published artifacts"
+  lists every published file with its size and sha256.
 - **Reproduce** a row's conversion, parity check and artifacts with one command, using the
   config named in the row:
 
   ```
   videoswin-convert --config configs/recognition/swin/<config>.py
   ```
+
+  or every row (converted one after another, resumable, then this file regenerated) with
+  `python scripts/convert_zoo.py` (`--publish ORG` also publishes each to `ORG/<config>`).
 """
 
 COLUMNS = ("Model", "Pretrain", "Window", "Views", "Top-1 / Top-5", "Params", "FLOPs (G)",
-           "Parity (max \\|diff\\|)", "Artifacts")
+           "Parity (max \\|diff\\|)", "Exports", "Artifacts")
 
 
 def _sort_key(spec):
@@ -238,13 +274,15 @@ def render(specs, manifests):
         if known and known.note:
             lines += [known.note, ""]
         lines += ["| " + " | ".join(COLUMNS) + " |",
-                  "|" + "|".join(["---"] * 4 + ["---", "---:", "---:", "---", "---"]) + "|"]
+                  "|" + "|".join(["---"] * 4 + ["---", "---:", "---:", "---", "---", "---"])
+                  + "|"]
         for spec in sorted(groups[dataset], key=_sort_key):
             manifest = manifests.get(spec.name)
             cells = [_model_cell(spec), spec.pretrain or "—",
                      "x".join(map(str, spec.window_size)), _views(spec), _accuracy_cell(spec),
                      f"{spec.params():,}", f"{spec.macs().gmacs:.1f}",
-                     _parity_cell(manifest), _artifacts_cell(manifest)]
+                     _parity_cell(manifest), _exports_cell(manifest),
+                     _artifacts_cell(manifest)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     published = [manifests[s.name] for s in sorted(specs, key=lambda s: s.name)
@@ -291,7 +329,8 @@ def check(expected, output):
               help="Folder searched (recursively) for videoswin-convert's manifest.json; "
                    "repeatable. Default: ./converted if it exists.")
 @click.option("--output", type=click.Path(dir_okay=False), default=str(DEFAULT_OUTPUT),
-              show_default=True, help="The Markdown file to write or check.")
+              show_default=True, help="The Markdown file to write or check (relative to the "
+              "current folder).")
 def main(check_only, manifest_dirs, output):
     """Generate MODEL_ZOO.md: one table per dataset, one row per config, with params, FLOPs,
     published accuracy, parity and published artifacts."""
@@ -309,7 +348,7 @@ def main(check_only, manifest_dirs, output):
         ok, message = check(text, output)
         click.echo(message, err=not ok)
         sys.exit(0 if ok else 1)
-    Path(output).write_text(text, "utf-8")
+    write_text_atomic(output, text)
     click.echo(f"wrote {output}")
 
 

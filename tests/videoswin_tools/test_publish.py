@@ -49,9 +49,11 @@ def hub(tmp_path):
 
 @pytest.fixture(scope="module")
 def conversion(tmp_path_factory):
-    """(output dir, labels file) of a tiny fabricated conversion (read-only)."""
+    """(output dir, labels file) of a tiny fabricated conversion, this module's own copy:
+    publishing records what it published in the folder's manifest."""
     labels = fake.write_labels(tmp_path_factory.mktemp("labels") / "labels.txt")
-    return Path(fake.shared_conversion()), labels
+    return copy_conversion(Path(fake.shared_conversion()),
+                           tmp_path_factory.mktemp("conversion") / "out"), labels
 
 
 def snapshot(folder):
@@ -86,7 +88,11 @@ def test_publish_uploads_the_exact_folder(hub, conversion):
     assert set(files) == expected_files() | {".gitattributes"}
     for name in json.loads((out / "manifest.json").read_text())["artifacts"]:
         assert files[name] == (out / name).read_bytes(), name
-    assert files["manifest.json"] == (out / "manifest.json").read_bytes()
+    # the local manifest less its `hub` record, in canonical form
+    uploaded = json.loads(files["manifest.json"])
+    local = json.loads((out / "manifest.json").read_text())
+    assert "hub" not in uploaded and local.pop("hub")["commit"] == result.commit
+    assert uploaded == {"schema_version": 1, **local}
     # Keras's Hub layout: config/metadata from the .keras archive, weights = the .weights.h5
     assert files["config.json"] == keras_member(out / f"{STEM}.keras", "config.json")
     assert files["metadata.json"] == keras_member(out / f"{STEM}.keras", "metadata.json")
@@ -361,3 +367,183 @@ def test_console_entry_point_runs_as_a_process():
                    "--allow-unverified", "--stage-dir", "HF_ENDPOINT"):
         assert option in run.stdout, option
     assert run.stdout.rstrip().endswith("backend torch False")   # keras not imported for --help
+
+
+# -- published links in the local manifest ------------------------------------------------
+
+def test_publish_records_links_and_republishing_leaves_the_manifest_as_it_was(hub, conversion,
+                                                                            tmp_path):
+    import urllib.request
+
+    from videoswin.core.manifest import Manifest
+
+    out = copy_conversion(conversion[0], tmp_path / "out")
+    labels = conversion[1]
+    local = out / "manifest.json"
+    local.write_text(json.dumps({k: v for k, v in json.loads(local.read_text()).items()
+                                 if k != "hub"}))          # never published from here
+    result = publish(out, REPO, token=TOKEN, endpoint=hub.url, labels=labels)
+    assert result.recorded
+    manifest = Manifest.read(out)
+    manifest.verify(out)                                   # the artifacts are untouched
+    record = manifest["hub"]
+    assert {k: record[k] for k in ("repo_id", "url", "revision", "commit")} == {
+        "repo_id": REPO, "url": f"{hub.url}/{REPO}", "revision": "main",
+        "commit": result.commit}
+    files = hub.files(REPO)
+    assert set(record["files"]) == set(files) - {".gitattributes"} == expected_files()
+    for path, link in record["files"].items():
+        assert link["size"] == len(files[path]), path
+        assert link["sha256"] == hashlib.sha256(files[path]).hexdigest(), path
+        assert link["url"] == f"{hub.url}/{REPO}/resolve/{result.commit}/{path}"
+    for path in ("manifest.json", "backbone/config.json", f"{STEM}.keras"):
+        with urllib.request.urlopen(record["files"][path]["url"], timeout=30) as response:
+            assert response.read() == files[path], path
+    assert record["files"][f"{STEM}.keras"]["sha256"] == \
+        manifest["artifacts"][f"{STEM}.keras"]["sha256"]
+    # Republishing unchanged files: no commit, and the manifest stays byte for byte (not
+    # even rewritten).
+    before = local.read_bytes(), local.stat().st_mtime_ns, local.stat().st_ino
+    again = publish(out, REPO, token=TOKEN, endpoint=hub.url, labels=labels)
+    assert not again.committed and not again.recorded
+    assert (local.read_bytes(), local.stat().st_mtime_ns, local.stat().st_ino) == before
+    assert len(hub.commits(REPO)) == 2
+    # A changed file makes a commit, and the record follows it.
+    renamed = fake.write_labels(tmp_path / "renamed.txt", [n.upper() for n in fake.LABELS])
+    third = publish(out, REPO, token=TOKEN, endpoint=hub.url, labels=renamed)
+    assert third.committed and third.recorded
+    record = json.loads(local.read_text())["hub"]
+    assert record["commit"] == third.commit != result.commit
+    assert record["files"]["label_map.json"]["sha256"] == \
+        hashlib.sha256(hub.files(REPO)["label_map.json"]).hexdigest()
+    assert not list(tmp_path.glob(".*.tmp")) and not list(out.glob(".*"))
+
+
+def test_no_record_dry_run_and_failures_leave_the_folder_alone(hub, conversion, tmp_path):
+    out = copy_conversion(conversion[0], tmp_path / "out")
+    before = snapshot(out)
+    result = publish(out, REPO, token=TOKEN, endpoint=hub.url, labels=conversion[1],
+                     record_links=False)
+    assert result.committed and not result.recorded and set(result.links) == expected_files()
+    publish(out, REPO, dry_run=True, labels=conversion[1])
+    cli_run = CliRunner().invoke(cli, [str(out), "--repo-id", REPO, "--labels",
+                                       str(conversion[1]), "--token", TOKEN, "--no-record"],
+                                 env={"HF_ENDPOINT": hub.url})
+    assert cli_run.exit_code == 0, cli_run.output
+    assert snapshot(out) == before
+
+
+def test_recording_refuses_a_folder_converted_again_meanwhile(hub, conversion, tmp_path,
+                                                              monkeypatch):
+    from videoswin_tools import publish as module
+
+    out = copy_conversion(conversion[0], tmp_path / "out")
+    earlier = json.loads((out / "manifest.json").read_text()).get("hub")
+    upload = module._upload
+
+    def upload_then_reconvert(result, *args):
+        done = upload(result, *args)
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["parity"]["tolerance"] = 1e-5              # another run rewrote the folder
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        return done
+
+    monkeypatch.setattr(module, "_upload", upload_then_reconvert)
+    with pytest.raises(PublishError, match=r"Published .* \(commit [0-9a-f]{40}\), but .*out "
+                                           r"changed while it was being published"):
+        publish(out, REPO, token=TOKEN, endpoint=hub.url, labels=conversion[1])
+    assert json.loads((out / "manifest.json").read_text())["parity"]["tolerance"] == 1e-5
+    assert json.loads((out / "manifest.json").read_text()).get("hub") == earlier
+
+
+def test_manifest_refuses_malformed_links(conversion):
+    from videoswin.core.manifest import Manifest, ManifestError
+
+    data = json.loads((conversion[0] / "manifest.json").read_text())
+    link = {"url": "https://x/resolve/c/f", "size": 3, "sha256": "ab" * 32}
+    good = {"repo_id": REPO, "url": "https://x", "revision": "main", "commit": "c" * 40,
+            "files": {"backbone/config.json": link}}
+    Manifest.parse(dict(data, hub=good))
+    for bad, message in ((dict(good, commit="main"), "not a 40-digit hex commit"),
+                         (dict(good, files={"../x": link}), "not a relative repository path"),
+                         (dict(good, files={"/abs": link}), "not a relative repository path"),
+                         (dict(good, files={"a": dict(link, sha256="xyz")}), "hex `sha256`"),
+                         (dict(good, files=[]), "`hub.files` is not an object")):
+        with pytest.raises(ManifestError, match=message):
+            Manifest.parse(dict(data, hub=bad))
+
+
+# -- artifacts in subfolders (exports) -----------------------------------------------------
+
+def _with_export_files(out, monkeypatch, extra):
+    """Write the artifacts `extra` ({relative path: bytes}) into `out` and list them in its
+    manifest, as an export step would. With `monkeypatch`, the manifest is only handed to
+    the stager (`read_manifest` patched), so that entries its own checks would refuse
+    reach the stager's."""
+    from videoswin.core.manifest import Manifest, describe
+    from videoswin_tools import publish as module
+
+    manifest = Manifest.read(out)
+    for name, data in extra.items():
+        path = out.joinpath(*name.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        manifest["artifacts"][name] = describe(path)
+    if monkeypatch is None:
+        manifest.write(out)
+    else:
+        monkeypatch.setattr(module, "read_manifest", lambda folder: manifest)
+    return manifest
+
+
+def test_artifacts_in_subfolders_are_staged_as_hard_links(conversion, tmp_path, monkeypatch):
+    out = copy_conversion(conversion[0], tmp_path / "out")
+    exports = {f"{STEM}.onnx": b"onnx", f"{STEM}_saved_model/saved_model.pb": b"pb",
+               f"{STEM}_saved_model/variables/variables.index": b"index",
+               f"{STEM}_openvino/{STEM}.xml": b"<xml/>"}
+    _with_export_files(out, None, exports)                 # a real manifest, verified
+    stage = tmp_path / "staged"
+    result = publish(out, REPO, dry_run=True, labels=conversion[1], stage_dir=stage)
+    assert set(result.files) == expected_files() | set(exports)
+    for name in exports:
+        assert (stage / name).stat().st_ino == (out / name).stat().st_ino, name
+        assert not (stage / name).is_symlink()
+    # stale exports of an earlier publish are deleted from the repository
+    from fnmatch import fnmatch
+
+    from videoswin_tools.publish import MANAGED
+    for name in exports:
+        assert any(fnmatch(name, pattern) for pattern in MANAGED), name
+
+
+def test_a_link_inside_the_folder_is_refused_too(conversion, tmp_path):
+    """A symbolic link to another artifact passes the manifest's checks (it resolves inside
+    the folder, to the same bytes), but staging takes regular files only."""
+    out = copy_conversion(conversion[0], tmp_path / "out")
+    manifest = _with_export_files(out, None, {})
+    (out / f"{STEM}.onnx").symlink_to(f"{STEM}.parity.md")
+    manifest["artifacts"][f"{STEM}.onnx"] = manifest["artifacts"][f"{STEM}.parity.md"]
+    manifest.write(out)
+    with pytest.raises(PublishError, match=rf"{STEM}\.onnx is a symbolic link"):
+        publish(out, REPO, dry_run=True, labels=conversion[1], stage_dir=tmp_path / "staged")
+
+
+@pytest.mark.parametrize("kind", ["linked folder", "linked file", "parent path"])
+def test_no_link_or_path_leads_out_of_the_folder(conversion, tmp_path, monkeypatch, kind):
+    out = copy_conversion(conversion[0], tmp_path / "out")
+    outside = tmp_path / "outside"
+    (outside / "variables").mkdir(parents=True)
+    (outside / "saved_model.pb").write_bytes(b"secret")
+    manifest = _with_export_files(out, monkeypatch, {})
+    record = {"size": 6, "sha256": hashlib.sha256(b"secret").hexdigest()}
+    if kind == "linked folder":
+        (out / f"{STEM}_saved_model").symlink_to(outside, target_is_directory=True)
+        name, match = f"{STEM}_saved_model/saved_model.pb", "is a symbolic link"
+    elif kind == "linked file":
+        (out / f"{STEM}.onnx").symlink_to(outside / "saved_model.pb")
+        name, match = f"{STEM}.onnx", "is a symbolic link"
+    else:
+        name, match = "../outside/saved_model.pb", "not a relative path inside the folder"
+    manifest["artifacts"][name] = record
+    with pytest.raises(PublishError, match=match):
+        publish(out, REPO, dry_run=True, labels=conversion[1], stage_dir=tmp_path / "staged")

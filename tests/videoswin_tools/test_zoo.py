@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from converter.config import CONFIG_ROOT, list_configs, load_spec
 from videoswin.core.spec import ModelSpec
-from videoswin_tools.zoo import DEFAULT_OUTPUT, generate, main
+from videoswin_tools.zoo import COMMITTED, generate, main
 
 pytestmark = pytest.mark.backend_independent  # the zoo never imports keras
 
@@ -91,14 +91,23 @@ def test_preamble_states_protocol_flops_and_reproduction(plain, specs):
 
 
 def test_check_passes_on_committed_file(tmp_path):
-    result = CliRunner().invoke(main, ["--check", "--manifests", str(tmp_path)])
+    result = CliRunner().invoke(main, ["--check", "--manifests", str(tmp_path),
+                                       "--output", str(COMMITTED)])
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output
 
 
+def test_default_output_is_in_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "MODEL_ZOO.md").read_text() == COMMITTED.read_text()
+    assert "wrote MODEL_ZOO.md" in result.output
+
+
 def test_check_fails_on_modified_copy(tmp_path):
     copy = tmp_path / "MODEL_ZOO.md"
-    copy.write_text(DEFAULT_OUTPUT.read_text().replace("| 87.8 |", "| 88.0 |", 1))
+    copy.write_text(COMMITTED.read_text().replace("| 87.8 |", "| 88.0 |", 1))
     empty = tmp_path / "manifests"
     empty.mkdir()
     result = CliRunner().invoke(main, ["--check", "--manifests", str(empty),
@@ -118,7 +127,7 @@ def test_writes_output_then_check_agrees(tmp_path):
     out = tmp_path / "zoo.md"
     runner = CliRunner()
     assert runner.invoke(main, ["--manifests", str(tmp_path), "--output", str(out)]).exit_code == 0
-    assert out.read_text() == DEFAULT_OUTPUT.read_text()
+    assert out.read_text() == COMMITTED.read_text()
     assert runner.invoke(main, ["--check", "--manifests", str(tmp_path),
                                 "--output", str(out)]).exit_code == 0
 
@@ -129,7 +138,8 @@ def test_manifest_parity_lands_in_its_row(tmp_path, specs):
     row = _row(text, TINY)
     # Per backend: the larger of the logits and features differences.
     assert row[7] == "torch 1.9e-06 · jax 4.1e-06 · tensorflow 5.7e-06"
-    assert row[8] == "not published"
+    assert row[8] == "none"                       # no exports recorded
+    assert row[9] == "not published"
     assert text.count("not converted yet") == 12
     twin = "swin-tiny-p244-w877_in1k-pre_8xb8-amp-32x2x1-30e_kinetics400-rgb"
     assert _row(text, twin)[7] == "not converted yet"
@@ -154,12 +164,49 @@ def test_published_artifacts_are_linked_with_sha256(tmp_path, specs):
            "url": "https://huggingface.co/videoswin/swin-t-k400"}
     _manifest(tmp_path, hub=hub)
     text = generate([tmp_path], specs)
-    assert _row(text, TINY)[8] == (f"[videoswin/swin-t-k400]({hub['url']}) "
+    assert _row(text, TINY)[9] == (f"[videoswin/swin-t-k400]({hub['url']}) "
                                    f"([sha256](#{TINY}))")
     section = text.split("## Published artifacts")[1]
     assert f"### {TINY}" in section
     assert (f"| [{TINY}.weights.h5]({hub['url']}/blob/v1/{TINY}.weights.h5) | 112,640,000 "
             f"| `{'cd' * 32}` |") in section
+
+
+def test_published_links_recorded_by_publish_are_listed(tmp_path, specs):
+    """`hub.files` (videoswin-publish's record): every published file, pinned to its commit,
+    with its size and sha256; exports included."""
+    base = "https://huggingface.co/videoswin/swin-t-k400"
+    commit = "0123456789abcdef" * 2 + "01234567"
+    files = {path: {"url": f"{base}/resolve/{commit}/{path}", "size": size, "sha256": digest}
+             for path, size, digest in ((f"{TINY}.weights.h5", 112_640_000, "cd" * 32),
+                                        ("backbone/config.json", 2_048, "12" * 32),
+                                        (f"{TINY}_saved_model/saved_model.pb", 4_096, "34" * 32))}
+    _manifest(tmp_path, hub={"repo_id": "videoswin/swin-t-k400", "revision": "main",
+                             "url": base, "commit": commit, "files": files})
+    section = generate([tmp_path], specs).split("## Published artifacts")[1]
+    assert f"at revision `main` (commit `{commit}`)" in section
+    for path, link in files.items():
+        assert f"| [{path}]({link['url']}) | {link['size']:,} | `{link['sha256']}` |" in section
+    assert section.count("| [") == 3                   # the record, not the artifact list
+
+
+def test_exports_column_lists_the_formats_that_passed(tmp_path, specs):
+    manifest = _manifest(tmp_path)
+
+    def export(status, file):
+        manifest["artifacts"][file] = {"size": 10, "sha256": "ab" * 32}
+        return {"status": status, "files": [file], "route": "test", "clip": [32, 224, 224],
+                "batch": "dynamic", "max_abs_diff": 1e-6 if status == "passed" else None,
+                "top1_agreement": 1.0, "tolerance": 1e-4, "reference": "keras",
+                "runtime": "test 1.0"}
+
+    manifest["exports"] = {"openvino": export("failed", f"{TINY}_openvino/{TINY}.xml"),
+                           "onnx": export("passed", f"{TINY}.onnx"),
+                           "saved_model": export("passed", f"{TINY}_saved_model/saved_model.pb")}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    text = generate([tmp_path], specs)
+    assert _row(text, TINY)[8] == "ONNX · SavedModel · ~~OpenVINO~~ (failed)"
+    assert _row(text, SSV2)[8] == "—"                    # not converted
 
 
 def test_random_weights_manifest_is_not_a_conversion(tmp_path):
@@ -168,7 +215,7 @@ def test_random_weights_manifest_is_not_a_conversion(tmp_path):
                                        "--output", str(tmp_path / "zoo.md")])
     assert result.exit_code == 0, result.output
     assert "random weights (seed 0), a synthetic check only" in result.output
-    assert (tmp_path / "zoo.md").read_text() == DEFAULT_OUTPUT.read_text()
+    assert (tmp_path / "zoo.md").read_text() == COMMITTED.read_text()
 
 
 def test_manifest_of_unknown_config_is_ignored(tmp_path, specs):
@@ -200,7 +247,7 @@ def test_published_manifest_wins_over_local_one(tmp_path, specs):
     _manifest(tmp_path / "b", hub={"repo_id": "o/n", "revision": "main",
                                    "url": "https://huggingface.co/o/n"})
     row = _row(generate([tmp_path], specs), TINY)
-    assert row[8].startswith("[o/n](https://huggingface.co/o/n)")
+    assert row[9].startswith("[o/n](https://huggingface.co/o/n)")
 
 
 @pytest.mark.slow

@@ -10,10 +10,34 @@ are read as version 1):
 - `source_checkpoint`: `name`, `sha256`, `size`, `random_weights_seed`, `url`, and since
   the integrity checks `published_sha256`, `is_published` (null when unknown), `crc32`
   (verified | not recorded | not applicable) and `upcast_to_float32` ({key: stored dtype});
+  for a backbone inflated from a 2D (image) checkpoint (`--inflate-2d`), also
+  `inflated_from_2d` (true) and `layout_2d` (swin2d-official | swin2d-timm), the sha256
+  and name being the 2D file's;
+- `inflation` (inflated backbones only): `layout_2d`, `tensors_used`, `tensors_dropped`
+  ({reason: count}: head, relative_position_index, attn_mask), `bias_tables_resized`,
+  `bias_table_resize` (e.g. ["23x23 -> 13x13"]), `patch_kernel_repeated` (temporal patch),
+  `bias_tables_tiled` (2Wd-1);
 - `params`, `backbone_params`, `flops` (`macs_per_view`, `gmacs_per_view`, `view`), `versions`;
 - `parity`: `status` (passed | failed | skipped), `reference`, `tolerance`, `clips`, `backends`;
-- `artifacts`: file name -> `{size, sha256}`;
-- `hub` (after publishing): `repo_id`, `url`, `revision`.
+  for inflated backbones also `inflation_check` (`reference`, `status`, `max_abs_diff`,
+  `tensors`): the inflated weights against mmaction2's own `inflate_weights`;
+- `artifacts`: file name -> `{size, sha256}`; an export's files are listed by their path
+  relative to the folder (`/`-separated, `naming.check_relative_name`), e.g. `NAME.onnx`,
+  `NAME_saved_model/saved_model.pb`, `NAME_saved_model/variables/variables.index`,
+  `NAME_openvino/NAME.xml`;
+- `exports` (after `videoswin-export` or `videoswin-convert --export`): FORMAT (one of
+  `naming.EXPORT_FORMATS`: onnx, saved_model, litert, openvino) -> `status` (passed |
+  failed), `files` (relative paths, each listed in `artifacts`), `route` (how it was made),
+  `clip` ([T, H, W] the graph takes), `batch` ("dynamic" or an int), `max_abs_diff` (logits,
+  against `reference`, on the parity clips; null only for a failed export that produced no
+  output), `top1_agreement`, `tolerance`, `reference`, `runtime` ("name version" of the
+  runtime that ran it, in a fresh process). A failed export keeps its files, still listed
+  and hashed, so that the failure can be inspected; consumers use `passed` ones only;
+- `hub` (after publishing; the latest publish): `repo_id`, `url` (the repository page),
+  `revision` (the branch), and since the published links `commit` (40 hex digits: the head
+  after the publish) and `files`: repository path (relative, `/`-separated, e.g. `backbone/config.json`) ->
+  `{url, size, sha256}` of every file published, the URL pinned to `commit`. Publishing
+  rewrites only this key; publishing unchanged files again leaves the file byte-identical.
 """
 
 import hashlib
@@ -30,6 +54,7 @@ SCHEMA_VERSION = 1
 REQUIRED = ("config", "spec", "source_checkpoint", "params", "parity", "artifacts")
 PARITY_STATUSES = ("passed", "failed", "skipped")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class ManifestError(ValueError):
@@ -114,7 +139,7 @@ class Manifest(dict):
             self._fail("`artifacts` is not an object")
         for name, record in artifacts.items():
             try:
-                naming.check_plain_name(name, "artifact")
+                naming.check_relative_name(name, "artifact")
             except ValueError as err:
                 self._fail(str(err))
             if (not isinstance(record, dict) or not _count(record.get("size"))
@@ -124,6 +149,65 @@ class Manifest(dict):
         if hub is not None and not (isinstance(hub, dict) and isinstance(hub.get("repo_id"), str)
                                     and isinstance(hub.get("url"), str)):
             self._fail("`hub` needs `repo_id` and `url` strings")
+        if hub is not None:
+            self._validate_hub_links(hub)
+        if self.get("exports") is not None:
+            self._validate_exports(self["exports"])
+
+    def _validate_exports(self, exports):
+        """`exports`: FORMAT -> the record of one proven export (see the module docstring)."""
+        if not isinstance(exports, dict):
+            self._fail("`exports` is not an object")
+        for fmt, record in exports.items():
+            where = f"`exports.{fmt}`"
+            if fmt not in naming.EXPORT_FORMATS:
+                self._fail(f"`exports` format {fmt!r} is not one of {naming.EXPORT_FORMATS}")
+            if not isinstance(record, dict):
+                self._fail(f"{where} is not an object")
+            if record.get("status") not in naming.EXPORT_STATUSES:
+                self._fail(f"{where}.status must be one of {naming.EXPORT_STATUSES}")
+            files = record.get("files")
+            if not isinstance(files, list) or not files:
+                self._fail(f"{where}.files must be a non-empty list of paths")
+            for path in files:
+                if path not in self["artifacts"]:
+                    self._fail(f"{where}.files names {path!r}, which `artifacts` does not list")
+            clip = record.get("clip")
+            if not (isinstance(clip, list) and len(clip) == 3
+                    and all(_count(n) and n > 0 for n in clip)):
+                self._fail(f"{where}.clip must be [T, H, W] of positive ints")
+            batch = record.get("batch")
+            if batch != "dynamic" and not (_count(batch) and batch > 0):
+                self._fail(f"{where}.batch must be 'dynamic' or a positive int")
+            for key in ("route", "reference", "runtime"):
+                if not isinstance(record.get(key), str):
+                    self._fail(f"{where}.{key} must be a string")
+            for key in ("max_abs_diff", "top1_agreement", "tolerance"):
+                value = record.get(key)
+                missing_ok = key != "tolerance" and record["status"] == "failed"
+                if not (_number(value) or (value is None and missing_ok)):
+                    self._fail(f"{where}.{key} must be a number")
+
+    def _validate_hub_links(self, hub):
+        """`hub.commit` and `hub.files` (the published links), when present."""
+        commit = hub.get("commit")
+        if commit is not None and not (isinstance(commit, str) and _COMMIT.fullmatch(commit)):
+            self._fail(f"`hub.commit` {commit!r} is not a 40-digit hex commit id")
+        files = hub.get("files")
+        if files is None:
+            return
+        if not isinstance(files, dict):
+            self._fail("`hub.files` is not an object")
+        for path, record in files.items():
+            try:
+                naming.check_relative_name(path, "published file")
+            except ValueError:
+                self._fail(f"`hub.files` path {path!r} is not a relative repository path")
+            if (not isinstance(record, dict) or not isinstance(record.get("url"), str)
+                    or not _count(record.get("size"))
+                    or not _SHA256.fullmatch(str(record.get("sha256")))):
+                self._fail(f"`hub.files` {path!r} needs a `url` string, an int `size` and a "
+                           "hex `sha256`")
 
     # -- accessors --------------------------------------------------------------------------
 
@@ -176,7 +260,7 @@ class Manifest(dict):
             if record is None:
                 self._fail(f"does not list {name}")
             try:
-                path = naming.inside(folder, name, "artifact")
+                path = naming.inside(folder, name, "artifact", relative=True)
             except ValueError as err:
                 self._fail(str(err))
             if not os.path.isfile(path):
@@ -241,6 +325,11 @@ def _strict(value):
 
 def _count(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _refuse_constant(name):

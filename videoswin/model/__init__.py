@@ -3,7 +3,8 @@ backbone, the classifier, the named variants, preset loading and fine-tuning hel
 
 from videoswin.model.backbone import VideoSwinBackbone
 from videoswin.model.classifier import VideoSwinClassifier
+from videoswin.model.finetune import freeze_stages, without_optimizer
 from videoswin.model.variants import VideoSwinB, VideoSwinL, VideoSwinS, VideoSwinT
 
 __all__ = ["VideoSwinBackbone", "VideoSwinClassifier", "VideoSwinT", "VideoSwinS",
-           "VideoSwinB", "VideoSwinL"]
+           "VideoSwinB", "VideoSwinL", "freeze_stages", "without_optimizer"]

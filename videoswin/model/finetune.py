@@ -45,3 +45,13 @@ def freeze_stages(model, frozen_stages):
     for layer in backbone.layers:
         layer.trainable = layer.name not in names
     return names
+
+
+def without_optimizer(model):
+    """A copy of `model` with the same architecture and weights but no optimizer or compile
+    state, to save for inference: `without_optimizer(model).save("tuned.keras")` writes the
+    weights alone, where `model.save` also stores the optimizer's state (AdamW: two moments
+    per weight, so the file is three times as large)."""
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from videoswin.model import VideoSwinBackbone, VideoSwinClassifier
-from videoswin.model.finetune import freeze_stages, frozen_layer_names
+from videoswin.model.finetune import freeze_stages, frozen_layer_names, without_optimizer
 
 BACKEND = keras.backend.backend()
 TINY = dict(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), window_size=(2, 3, 3))
@@ -178,6 +178,22 @@ def test_save_and_reload_give_identical_predictions(finetuned, tmp_path):
     for saved, loaded in zip(backbone.weights, fresh_bb.weights):
         assert saved.path == loaded.path
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+
+
+def test_without_optimizer_saves_the_weights_alone(finetuned, tmp_path):
+    model, x = finetuned["model"], finetuned["x"][:2]
+    model.save(tmp_path / "with.keras")
+    without_optimizer(model).save(tmp_path / "without.keras")
+    reloaded = keras.saving.load_model(tmp_path / "without.keras")
+    np.testing.assert_array_equal(forward(reloaded, x), forward(model, x))
+    assert getattr(reloaded, "optimizer", None) is None
+    # Adam keeps two moments per trainable weight: the full file is far larger.
+    weights = sum(v.numpy().nbytes for v in model.weights)
+    moments = 2 * sum(v.numpy().nbytes for v in model.trainable_weights)
+    with_size = (tmp_path / "with.keras").stat().st_size
+    without_size = (tmp_path / "without.keras").stat().st_size
+    assert with_size - without_size >= 0.9 * moments
+    assert without_size < weights + moments / 2     # HDF5 overhead, but no moments
 
 
 def test_keras_file_keeps_frozen_stages(finetuned, tmp_path):
