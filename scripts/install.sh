@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 extras="all"
-[[ "${1:-}" == "--test" ]] && extras="all,test"
-# pyproject.toml asks for torch>=2.1 (so that a user's own CUDA build is kept); here the
+# --test: also the export runtimes (the tests prove every export in them) and Ray (the tests
+# run the evaluation on a local Ray too).
+[[ "${1:-}" == "--test" ]] && extras="all,export,ray,test"
+# pyproject.toml asks for torch>=2.4 (so that a user's own CUDA build is kept); here the
 # exact CPU build is installed first, and the extras below then leave it in place.
 "$PY" -m pip install -q "torch==2.13.0"
 "$PY" -m pip install -q -e ".[${extras}]"
