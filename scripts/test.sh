@@ -19,7 +19,7 @@ run_pass() {
     local backend=$1; shift
     local began=$SECONDS
     echo "[$backend] === pytest on KERAS_BACKEND=$backend ==="
-    KERAS_BACKEND="$backend" "$PY" -m pytest -v --durations=15 -p no:cacheprovider "$@" \
+    KERAS_BACKEND="$backend" PYTHONUNBUFFERED=1 "$PY" -m pytest -v --durations=15 -p no:cacheprovider "$@" \
         > "$logs/$backend.log" 2>&1 &
     local pid=$!
     tail -n +1 --pid="$pid" -f "$logs/$backend.log" 2>/dev/null | sed -u "s/^/[$backend] /" &

@@ -216,6 +216,24 @@ def test_importing_videoswin_and_core_loads_no_framework():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def test_tensorflow_starts_quietly_after_import_videoswin():
+    """TensorFlow's C++ INFO lines (CPU feature notes) stay off the user's screen; a level the
+    user chose is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    code = ("import os, videoswin, keras; keras.ops.ones((2,)); "
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "1"
+    assert proc.stderr.strip() == "", proc.stderr
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "0"
+
+
 def test_only_the_upstream_loader_loads_files_as_modules():
     found = []
     for folder in PACKAGES + ("scripts",):

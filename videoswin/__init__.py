@@ -7,8 +7,13 @@ only once they are registered: `import videoswin.model` (or any use of a model c
 """
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up lines (CPU feature notes) are INFO messages: hide INFO only,
+# unless the user chose a level. Takes effect if TensorFlow is imported after this.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 # public name -> module that defines it
 _LAZY = {

@@ -12,7 +12,6 @@ could not be read (its row holds the reason; it is left out of the metrics); 1 o
 errors. Keras is imported only after the backend is chosen.
 """
 
-import hashlib
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ import time
 import click
 import numpy as np
 
+from videoswin.core.manifest import sha256
 from videoswin.core.pipelines import ORIGINS
 from videoswin_tools import datalist, jobs, results
 
@@ -107,12 +107,35 @@ def _parse_shard(ctx, param, text):
         raise click.BadParameter(str(err), param_hint="--shard") from None
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def job_options(command):
+    """The options `videoswin-evaluate` and `videoswin-extract` share."""
+    options = [
+        click.option("--data-root", type=click.Path(file_okay=False),
+                     help="Folder the list's paths are relative to (default: the list's "
+                          "folder)."),
+        click.option("--views", metavar="CLIPSxCROPS", callback=_parse_views,
+                     help="Test views, e.g. 4x3; default: the manifest's (or dataset's) "
+                          "pipeline."),
+        click.option("--origin", type=click.Choice(ORIGINS),
+                     help="Clip sampling rule; default: the manifest's, else official."),
+        click.option("--workers", default=None, type=click.IntRange(min=0),
+                     help="Decoding processes (local engine; 0: decode in the main process). "
+                          "Default: CPUs - 1, at most 4."),
+        click.option("--resume", is_flag=True, help="Keep what OUT already holds; do the rest."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True),
+        click.option("--ray-address", metavar="ADDR",
+                     help="Join this Ray cluster (default: start Ray on this machine)."),
+        click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Model actors in the Ray pipeline."),
+        click.option("--shard", callback=_parse_shard, metavar="I/N",
+                     help="Take every N-th video from the I-th (0-based), for job arrays."),
+        click.option("--merge", is_flag=True,
+                     help="Merge the finished OUT folders given as arguments into --output."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,30 +144,11 @@ def file_sha256(path):
               help="A classifier .keras file, a videoswin-convert output folder or a preset.")
 @click.option("--output", "output", required=True, type=click.Path(file_okay=False),
               help="Folder for predictions.jsonl and metrics.json.")
-@click.option("--data-root", type=click.Path(file_okay=False),
-              help="Folder the list's paths are relative to (default: the list's folder).")
-@click.option("--views", metavar="CLIPSxCROPS", callback=_parse_views,
-              help="Test views, e.g. 4x3; default: the manifest's (or dataset's) pipeline.")
-@click.option("--origin", type=click.Choice(ORIGINS),
-              help="Clip sampling rule; default: the manifest's, else official.")
+@job_options
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Views per forward pass (views of several videos share a pass).")
-@click.option("--workers", default=None, type=click.IntRange(min=0),
-              help="Decoding processes (local engine; 0: decode in the main process). "
-                   "Default: CPUs - 1, at most 4.")
 @click.option("--save-probabilities", is_flag=True,
               help="Write every class's probability in each row.")
-@click.option("--resume", is_flag=True, help="Keep the rows already in OUT; do the rest.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True)
-@click.option("--ray-address", metavar="ADDR",
-              help="Join this Ray cluster (default: start Ray on this machine).")
-@click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Model actors in the Ray pipeline.")
-@click.option("--shard", callback=_parse_shard, metavar="I/N",
-              help="Take every N-th video from the I-th (0-based), for job arrays.")
-@click.option("--merge", is_flag=True,
-              help="Merge the finished OUT folders given as arguments into --output.")
 def main(inputs, model_ref, output, data_root, views, origin, batch_size, workers,
          save_probabilities, resume, engine, ray_address, ray_actors, shard, merge):
     """Evaluate a classifier on the labelled videos of LIST (`relative/path label` lines).
@@ -198,7 +202,7 @@ def evaluate(list_file, model_ref, output, data_root=None, views=None, origin=No
     total_entries = len(entries)
     entries = datalist.shard(entries, shard)
     job = {"kind": "evaluate", "list": os.path.abspath(list_file),
-           "list_sha256": file_sha256(list_file), "list_entries": total_entries,
+           "list_sha256": sha256(list_file), "list_entries": total_entries,
            "data_root": os.path.abspath(data_root or os.path.dirname(
                os.path.abspath(list_file))),
            "model": source, "protocol": protocol.to_dict(), "batch_size": batch_size,

@@ -25,9 +25,9 @@ import time
 import click
 import numpy as np
 
-from videoswin.core.pipelines import ORIGINS
+from videoswin.core.manifest import sha256
 from videoswin_tools import datalist, jobs, results
-from videoswin_tools.evaluate import _parse_shard, _parse_views, file_sha256
+from videoswin_tools.evaluate import job_options
 
 INDEX = "index.jsonl"
 SUMMARY = "features.json"
@@ -55,32 +55,15 @@ def save_npy(path, array):
                    "or a preset.")
 @click.option("--output", required=True, type=click.Path(file_okay=False),
               help="Folder for the .npy files, index.jsonl and features.json.")
+@job_options
 @click.option("--stage", type=click.Choice(["last", "all"]), default="last", show_default=True,
               help="The last stage's features, or every stage's, concatenated.")
 @click.option("--pool", type=click.Choice(["mean", "none"]), default="mean", show_default=True,
               help="Average the views of a video, or keep each view.")
-@click.option("--data-root", type=click.Path(file_okay=False),
-              help="Folder the list's paths are relative to (default: the list's folder).")
-@click.option("--views", metavar="CLIPSxCROPS", callback=_parse_views,
-              help="Test views, e.g. 4x3; default: the manifest's (or Kinetics') pipeline.")
-@click.option("--origin", type=click.Choice(ORIGINS),
-              help="Clip sampling rule; default: the manifest's, else official.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Views per forward pass.")
-@click.option("--workers", default=None, type=click.IntRange(min=0),
-              help="Decoding processes (local engine). Default: CPUs - 1, at most 4.")
 @click.option("--per-file", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Videos per .npy file.")
-@click.option("--resume", is_flag=True, help="Keep the files already in OUT; do the rest.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True)
-@click.option("--ray-address", metavar="ADDR", help="Join this Ray cluster.")
-@click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Model actors in the Ray pipeline.")
-@click.option("--shard", callback=_parse_shard, metavar="I/N",
-              help="Take every N-th video from the I-th (0-based), for job arrays.")
-@click.option("--merge", is_flag=True,
-              help="Merge the finished OUT folders given as arguments into --output.")
 def main(inputs, model_ref, output, stage, pool, data_root, views, origin, batch_size, workers,
          per_file, resume, engine, ray_address, ray_actors, shard, merge):
     """Write backbone features of the videos of a LIST (or of the VIDEO files given).
@@ -176,7 +159,7 @@ def extract(inputs, model_ref, output, stage="last", pool="mean", data_root=None
     job = {"kind": "extract",
            "inputs": ([os.path.abspath(list_file)] if list_file
                       else [os.path.abspath(p) for p in inputs]),
-           "list_sha256": file_sha256(list_file) if list_file else None,
+           "list_sha256": sha256(list_file) if list_file else None,
            "list_entries": total_entries,
            "data_root": (os.path.abspath(data_root or os.path.dirname(
                os.path.abspath(list_file))) if list_file else None),
