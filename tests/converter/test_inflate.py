@@ -120,8 +120,9 @@ def test_bicubic_resize_is_torchs():
                                  align_corners=False)[0].numpy()
             got = inflate.bicubic_resize(grid, size)
             assert got.dtype == np.float32 and got.shape == want.shape
-            # float32 rounding of torch's own polynomial: a few ulps of the input's scale
-            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(grid).max(),
+            # float32 rounding of torch's own polynomial: 3.4e-7 of the input's scale with
+            # NumPy 2, 1.4e-6 with NumPy 1.23.5 (the declared floor)
+            np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(grid).max(),
                                        err_msg=f"{side} -> {size}")
     same = rng.standard_normal((2, 7, 7)).astype(np.float32)
     np.testing.assert_array_equal(inflate.bicubic_resize(same, (7, 7)), same)
@@ -139,7 +140,7 @@ def test_inflated_weights_are_mmaction2s(cases, name):
     for key, value in theirs.items():
         assert ours[key].shape == value.shape, key
         if key.endswith("relative_position_bias_table") and result.account.resized:
-            np.testing.assert_allclose(ours[key], value, rtol=0, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(ours[key], value, rtol=0, atol=2e-6, err_msg=key)
         else:
             np.testing.assert_array_equal(ours[key], value, err_msg=key)
     # The account: every tensor of the file used once or dropped with its reason.

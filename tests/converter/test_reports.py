@@ -121,10 +121,11 @@ def test_videoswin_parity_writes_the_reports(tmp_path, monkeypatch):
     assert step.read_text() == summary.read_text() + "\n"
 
     def crash(*args, **kwargs):
-        raise RuntimeError("parity worker on backend 'jax' failed (exit -9)")
+        raise RuntimeError("parity worker on backend 'torch' failed (exit -9)")
 
     monkeypatch.setattr(convert, "rerun_parity", crash)
-    result = CliRunner().invoke(parity_main, [str(tmp_path / "out"), "--backends", "jax",
+    # torch: the one backend every test environment has (the minimum-versions one has no jax)
+    result = CliRunner().invoke(parity_main, [str(tmp_path / "out"), "--backends", "torch",
                                               "--junit", str(junit)])
     assert result.exit_code == 1
     error = ET.parse(junit).getroot().find("testsuite/testcase/error")
