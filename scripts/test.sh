@@ -19,6 +19,7 @@ run_pass() {
     local backend=$1; shift
     local began=$SECONDS
     echo "[$backend] === pytest on KERAS_BACKEND=$backend ==="
+    : > "$logs/$backend.log"        # exists before tail follows it
     KERAS_BACKEND="$backend" PYTHONUNBUFFERED=1 "$PY" -m pytest -v --durations=15 -p no:cacheprovider "$@" \
         > "$logs/$backend.log" 2>&1 &
     local pid=$!

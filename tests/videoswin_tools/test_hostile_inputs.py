@@ -82,7 +82,7 @@ def test_publish_refuses_an_artifact_name_that_leaves_the_folder(tmp_path):
     proc = _run("videoswin_tools.publish", out, "--repo-id", "org/name", "--dry-run",
                 "--stage-dir", stage)
     assert proc.returncode == 1, proc.stderr
-    assert "artifact '../../../victim.txt' is not a plain file name" in proc.stderr
+    assert "artifact '../../../victim.txt' is not a relative path inside the folder" in proc.stderr
     assert _tree(tmp_path) == before and victim.read_text() == "precious"
     assert not stage.exists() or not os.listdir(stage)
 
