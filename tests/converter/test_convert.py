@@ -137,6 +137,7 @@ def test_sabotaged_mapping_is_caught_by_the_oracle(tmp_path, sabotage):
     assert "FAIL" in parity.markdown(report)
 
 
+@pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_wrong_variant_lists_keys_and_shapes(tmp_path):
     _, path, _ = _oracle_checkpoint(tmp_path)
     config = write_config(tmp_path / "wider.py", embed_dim=32, window_size=(2, 3, 3))
@@ -150,6 +151,7 @@ def test_wrong_variant_lists_keys_and_shapes(tmp_path):
     assert not out.exists() or not [p for p in os.listdir(out) if not p.startswith(".")]
 
 
+@pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_wrong_window_fails_the_index_check(tmp_path):
     _, path, _ = _oracle_checkpoint(tmp_path, window=(2, 3, 3))
     config = write_config(tmp_path / "other_window.py", window_size=(2, 3, 3))
@@ -165,6 +167,7 @@ def _cli(*args, cwd=None):
                           text=True, env=env, cwd=cwd, timeout=600)
 
 
+@pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_cli_errors_are_clear_and_leave_nothing(tmp_path):
     _, path, config = _oracle_checkpoint(tmp_path)
     out = tmp_path / "out"
@@ -183,6 +186,7 @@ def test_cli_errors_are_clear_and_leave_nothing(tmp_path):
         assert not out.exists() or not [p for p in os.listdir(out) if not p.startswith(".")]
 
 
+@pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_cli_unwritable_output_dir(tmp_path):
     _, path, config = _oracle_checkpoint(tmp_path)
     blocker = tmp_path / "file"
@@ -193,6 +197,7 @@ def test_cli_unwritable_output_dir(tmp_path):
     assert "not writable" in proc.stderr and str(blocker / "x") in proc.stderr
 
 
+@pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_cli_random_weights_runs_offline(tmp_path):
     config = write_config(tmp_path / "swin_rand.py")
     out = tmp_path / "out"
@@ -215,6 +220,7 @@ def test_cli_random_weights_runs_offline(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["parity"]["status"] == "passed"
 
 
+@pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_parity_command_reruns_on_existing_artifacts(tmp_path):
     model, path, config = _oracle_checkpoint(tmp_path)
     out = tmp_path / "out"

@@ -21,6 +21,10 @@ from converter.convert import convert
 from tests.converter.support import write_config
 from videoswin.core.manifest import Manifest, sha256
 
+# Folder, lock and process handling, whose conversions run on torch (see `_env`) in every
+# pass: no Keras backend changes them, so they run once, in the torch pass.
+pytestmark = pytest.mark.backend_independent
+
 CLASSIFIER = {"swin_t.weights.h5", "swin_t.keras", "swin_t_backbone.weights.h5",
               "swin_t_backbone.keras", "manifest.json"}
 BACKBONE = {"swin_t_backbone.weights.h5", "swin_t_backbone.keras", "manifest.json"}

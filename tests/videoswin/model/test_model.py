@@ -178,6 +178,11 @@ np.save(sys.argv[3], keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
 """
 
 
+# Each pass saves on its backend and loads on the next one: over the three passes every
+# backend both saves and loads, with half the processes that every ordered pair would take.
+NEXT_BACKEND = {"torch": "jax", "jax": "tensorflow", "tensorflow": "torch"}
+
+
 def test_keras_file_loads_on_the_other_backends(tmp_path):
     keras.utils.set_random_seed(0)
     model = videoswin.VideoSwinClassifier(videoswin.VideoSwinBackbone(**TINY), 5)
@@ -186,7 +191,7 @@ def test_keras_file_loads_on_the_other_backends(tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     want = _numpy(model(x))
-    for other in {"torch", "jax", "tensorflow"} - {BACKEND}:
+    for other in [NEXT_BACKEND[BACKEND]]:
         out = tmp_path / f"{other}.npy"
         env = dict(os.environ, KERAS_BACKEND=other, TF_CPP_MIN_LOG_LEVEL="2")
         proc = subprocess.run([sys.executable, "-c", CROSS, str(path), str(tmp_path / "x.npy"),
