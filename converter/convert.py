@@ -44,7 +44,8 @@ class Progress:
 def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip=None,
             parity_clips=2, random_weights=None, tolerance=None, trust_checkpoint=False,
             reference="auto", bf16=False, quiet=False, trust_config=False, force=False,
-            inflate_2d=None, export=None, export_clip=None, export_batch="dynamic"):
+            inflate_2d=None, export=None, export_clip=None, export_batch="dynamic",
+            parity_jobs=1):
     """The whole conversion; returns the `Manifest` (with `output_dir` set). Raises on any
     failure before parity; a parity failure is recorded in the manifest.
 
@@ -52,6 +53,8 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
     run on the same folder raises `OutputBusy`; a folder holding files that no conversion
     wrote raises `ForeignFiles` unless `force` (they are deleted with the old set); too
     little disk space raises `DiskFullError`. On any error `output_dir` is unchanged.
+
+    `parity_jobs`: backend workers run at once in the parity check (each holds the model).
 
     `inflate_2d`: a 2D (image) Swin checkpoint to inflate into a backbone instead
     (`converter.inflate`); without any checkpoint or URL, a config whose backbone names
@@ -78,7 +81,7 @@ def convert(config, checkpoint=None, output_dir=None, backends=None, parity_clip
 def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips,
              random_weights, tolerance, trust_checkpoint, reference, bf16, quiet, trust_config,
              force, source_hash, inflate_2d, export=None, export_clip=None,
-             export_batch="dynamic"):
+             export_batch="dynamic", parity_jobs=1):
     from converter import artifacts
     from converter.config import load_spec
 
@@ -99,7 +102,7 @@ def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips
         manifest, report = _write(out, spec, config, checkpoint, backends, parity_clip,
                                   parity_clips, random_weights, tolerance, trust_checkpoint,
                                   reference, bf16, source_hash, progress, inflate_2d,
-                                  inflate_url, export=export)
+                                  inflate_url, export=export, parity_jobs=parity_jobs)
         out.commit()
     progress.done()
     manifest.report = report
@@ -109,7 +112,7 @@ def _convert(config, checkpoint, output_dir, backends, parity_clip, parity_clips
 
 def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, random_weights,
            tolerance, trust_checkpoint, reference, bf16, source_hash, progress,
-           inflate_2d=None, inflate_url=None, export=None):
+           inflate_2d=None, inflate_url=None, export=None, parity_jobs=1):
     """Checkpoint -> mapping -> artifacts -> parity -> manifest, into `out`'s staging folder;
     returns (manifest, parity report or None)."""
     import keras
@@ -228,7 +231,7 @@ def _write(out, spec, config, checkpoint, backends, parity_clip, parity_clips, r
         report = parity.check(
             spec, loaded.state, stage, spec.name, backends=backends, count=parity_clips,
             clip_shape=parity_clip, tolerance=tolerance, reference=reference, bf16=bf16,
-            log=progress)
+            log=progress, jobs=parity_jobs)
         described.update(parity.write_reports(stage, spec.name, report))
         manifest["parity"] = parity.summary(report)
         if inflated:

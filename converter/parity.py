@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -90,8 +91,9 @@ def run_backend(backend, directory, stem, clips_path, bf16=False, timeout=3600):
 
 
 def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None, seed=0,
-          tolerance=None, reference="auto", bf16=False, log=print):
-    """Run parity for every backend; returns the report dict (see `markdown`)."""
+          tolerance=None, reference="auto", bf16=False, log=print, jobs=1):
+    """Run parity for every backend; returns the report dict (see `markdown`). `jobs`: how
+    many backend workers run at once (each holds the model: memory grows with it)."""
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     backends = installed_backends() if backends is None else list(backends)
     clip_shape = tuple(clip_shape or spec.clip_shape)
@@ -108,11 +110,20 @@ def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None,
     with tempfile.TemporaryDirectory(prefix="videoswin-clips-") as tmp:
         clips_path = os.path.join(tmp, "clips.npy")
         np.save(clips_path, clips)
-        for number, backend in enumerate(backends, 1):
+
+        def run(numbered):
+            number, backend = numbered
             log(f"  {backend} ({number}/{len(backends)}): loading the artifacts and running "
                 f"{count} clip(s) in a fresh process...")
             start = time.perf_counter()
             outputs = run_backend(backend, directory, stem, clips_path, bf16=bf16)
+            seconds = round(time.perf_counter() - start, 1)
+            log(f"  {backend}: finished in {seconds}s")
+            return outputs, seconds
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="parity") as pool:
+            finished = list(pool.map(run, enumerate(backends, 1)))
+        for backend, (outputs, seconds) in zip(backends, finished):
             entry = {}
             identical = {k.split("/")[0]: bool(v) for k, v in outputs.items()
                          if k.endswith("/weights_h5_identical")}
@@ -134,7 +145,7 @@ def check(spec, state, directory, stem, backends=None, count=2, clip_shape=None,
                 "top5_agreement": min((v["top5_agreement"] for k, v in checked.items()
                                        if k.startswith("logits/")), default=None),
                 "weights_h5_identical": all(identical.values()),
-                "seconds": round(time.perf_counter() - start, 1),
+                "seconds": seconds,
             }
             if bf16:
                 entry_summary["bf16_max_abs_logits"] = entry.get("logits/bf16", {}).get("max_abs")

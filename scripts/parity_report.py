@@ -38,6 +38,8 @@ def main():
                         metavar=("T", "H", "W"), help="odd sizes exercise padding and clamping")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--backends", default="torch,jax,tensorflow")
+    parser.add_argument("--jobs", type=int, default=3,
+                        help="backend workers at once (each holds the model; default 3)")
     parser.add_argument("--junit", metavar="PATH", help="write JUnit XML here")
     parser.add_argument("--summary", metavar="PATH", help="write a Markdown summary here")
     args = parser.parse_args()
@@ -53,7 +55,8 @@ def main():
         with tempfile.TemporaryDirectory(prefix="videoswin-ci-") as out:
             try:
                 manifest = convert(config, output_dir=out, backends=backends,
-                                   parity_clip=tuple(args.clip), random_weights=0, quiet=True)
+                                   parity_clip=tuple(args.clip), random_weights=0, quiet=True,
+                                   parity_jobs=args.jobs)
             except Exception as err:  # report every variant, then fail
                 print(f"{variant}: conversion failed: {err}", file=sys.stderr)
                 rows.append((variant, {b: None for b in backends}, "error", 0.0))
