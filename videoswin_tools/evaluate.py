@@ -240,17 +240,8 @@ def _run(job, entries, protocol, model, model_ref, source, output, backend, batc
         click.echo(f"resuming: {len(rows)} of {len(entries)} videos already done", err=True)
     runner = None
     try:
-        if engine == "ray":
-            from videoswin_tools import engine_ray
-
-            spec.model_ref = _model_path(model_ref, source)
-            stream = engine_ray.run(entries, skip, protocol, spec, group, ray_address,
-                                    ray_actors)
-        else:
-            from videoswin_tools import engine_local
-
-            runner = jobs.build_runner(spec, model)
-            stream = engine_local.run(entries, skip, protocol, runner, workers, group)
+        stream, runner = jobs.run_engine(engine, entries, skip, protocol, spec, group, model,
+                                         source, workers, ray_address, ray_actors)
         for entry, probabilities, error in stream:
             row = prediction_row(entry, probabilities, error, save_probabilities)
             writer.append([row])
@@ -269,11 +260,6 @@ def _run(job, entries, protocol, model, model_ref, source, output, backend, batc
     results.write_json(os.path.join(output, METRICS), summary)
     _report(summary, runner, wall)
     return EXIT_FAILED_VIDEOS if summary["failed"] else 0
-
-
-def _model_path(model_ref, source):
-    """What a Ray actor loads: the resolved file when the model was a local path."""
-    return os.path.abspath(source) if os.path.exists(source) else model_ref
 
 
 def _report(summary, runner, wall):

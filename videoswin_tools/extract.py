@@ -201,19 +201,9 @@ def _run(job, entries, protocol, backbone, model_ref, source, output, backend, l
     skip = set(rows)
     progress = Progress(sum(e.line not in skip for e in entries), done=len(rows))
     pending = {}
-    runner = None
     try:
-        if engine == "ray":
-            from videoswin_tools import engine_ray
-
-            spec.model_ref = source if os.path.exists(source) else model_ref
-            stream = engine_ray.run(entries, skip, protocol, spec, group, ray_address,
-                                    ray_actors)
-        else:
-            from videoswin_tools import engine_local
-
-            runner = jobs.build_runner(spec, backbone)
-            stream = engine_local.run(entries, skip, protocol, runner, workers, group)
+        stream, _ = jobs.run_engine(engine, entries, skip, protocol, spec, group, backbone,
+                                    source, workers, ray_address, ray_actors)
         for entry, features, error in stream:
             k = chunk_of[entry.line]
             pending.setdefault(k, {})[entry.line] = (entry, features, error)

@@ -277,3 +277,21 @@ def unpayload(data):
 
 def default_workers():
     return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def run_engine(engine, entries, skip, protocol, spec, group, model, source, workers,
+               ray_address=None, ray_actors=1):
+    """(results, runner): `(entry, output, error)` per video not in `skip`, from the local
+    engine (decoding workers beside `model`) or the Ray pipeline (whose actors load the
+    model themselves); `runner` is the local engine's (its timings), else None."""
+    if engine == "ray":
+        from videoswin_tools import engine_ray
+
+        # what an actor loads: the resolved file when the model was a local path
+        spec.model_ref = os.path.abspath(source) if os.path.exists(source) else spec.model_ref
+        return engine_ray.run(entries, skip, protocol, spec, group, ray_address,
+                              ray_actors), None
+    from videoswin_tools import engine_local
+
+    runner = build_runner(spec, model)
+    return engine_local.run(entries, skip, protocol, runner, workers, group), runner
