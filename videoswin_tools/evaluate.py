@@ -225,12 +225,7 @@ def _run(job, entries, protocol, model, model_ref, source, output, backend, batc
     if os.path.exists(os.path.join(output, METRICS)):
         os.remove(os.path.join(output, METRICS))           # stale until this run ends
     writer = results.JsonLines(os.path.join(output, PREDICTIONS))
-    rows = writer.recover() if resume else {}
-    by_line = {e.line: e for e in entries}
-    for line, row in rows.items():
-        if line not in by_line or by_line[line].video != row.get("video"):
-            raise results.JobError(f"--resume: {writer.path} row for line {line} does not "
-                                   "match the list; choose another --output")
+    rows = writer.resumed(entries) if resume else {}
     spec = jobs.ModelSpec("classify", model_ref, protocol, batch_size, backend=backend)
     group = jobs.group_size(protocol.views_per_video, batch_size)
     skip = set(rows)

@@ -185,12 +185,7 @@ def _run(job, entries, protocol, backbone, model_ref, source, output, backend, l
     chunks = [entries[i:i + per_file] for i in range(0, len(entries), per_file)]
     chunk_of = {e.line: k for k, chunk in enumerate(chunks) for e in chunk}
     writer = results.JsonLines(os.path.join(output, INDEX))
-    rows = writer.recover() if resume else {}
-    by_line = {e.line: e for e in entries}
-    for line, row in rows.items():
-        if line not in by_line or by_line[line].video != row.get("video"):
-            raise results.JobError(f"--resume: {writer.path} row for line {line} does not "
-                                   "match the inputs; choose another --output")
+    rows = writer.resumed(entries) if resume else {}
     complete = {k for k, chunk in enumerate(chunks) if all(e.line in rows for e in chunk)}
     if len(rows) != sum(len(chunks[k]) for k in complete):   # a chunk cut short: redo it
         rows = {line: row for line, row in rows.items() if chunk_of[line] in complete}

@@ -129,6 +129,17 @@ class JsonLines:
                 os.fsync(handle.fileno())
         return rows
 
+    def resumed(self, entries):
+        """`recover()`, checked against the job's `entries`: each row kept must be the video
+        its line holds now, else `JobError`."""
+        rows = self.recover()
+        by_line = {e.line: e for e in entries}
+        for line, row in rows.items():
+            if line not in by_line or by_line[line].video != row.get("video"):
+                raise JobError(f"--resume: {self.path} row for line {line} does not match "
+                               "the inputs; choose another --output")
+        return rows
+
     def append(self, rows):
         """Append rows as whole lines in one write, then fsync."""
         if self.handle is None:

@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from tests.videoswin import test_video
+
 NUM_CLASSES = 7
 ARCH = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
 WINDOW = (2, 3, 3)
@@ -54,20 +56,8 @@ def frames(count, height, width, seed):
 
 
 def write_video(path, data, fps):
-    import av
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = data.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 4_000_000
-        for frame in data:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return str(path)
+    return test_video.write_video(path, data, fps)
 
 
 def make_dataset(root, copies=1):
