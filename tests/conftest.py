@@ -14,6 +14,18 @@ import pytest  # noqa: E402
 
 BACKEND = os.environ["KERAS_BACKEND"]
 
+if BACKEND == "jax" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # The same tiny models are compiled again and again, in this process and in the CLIs
+    # and parity workers the tests start: one persistent XLA cache for the session (and its
+    # subprocesses, through the environment) compiles each once. Results are unchanged.
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="videoswin-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
 
 def pytest_configure(config):
     config.addinivalue_line(

@@ -18,6 +18,9 @@ class DropPath(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if self.rate > 0 else None
+        # No weights, and never called at inference: left unbuilt, it would make Keras's
+        # predict/fit run one eager forward pass first to build it (op by op on JAX).
+        self.built = True
 
     def call(self, x, training=None):
         if not training or self.rate == 0.0:

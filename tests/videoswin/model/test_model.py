@@ -128,6 +128,16 @@ def test_dropout_and_drop_path_act_only_in_training():
     assert np.abs(train_a - eval_a).max() > 1e-4
 
 
+@pytest.mark.parametrize("drop_path_rate", [0.0, 0.3])
+def test_a_new_model_is_built_so_predict_skips_the_eager_build_pass(drop_path_rate):
+    # Keras's predict/fit run one eager forward pass first when any sublayer is unbuilt
+    # (on JAX: every op compiled on its own, tens of seconds); an unbuilt DropPath did that.
+    model = videoswin.VideoSwinClassifier(
+        videoswin.VideoSwinBackbone(**TINY, drop_path_rate=drop_path_rate), 5)
+    unbuilt = [layer.path for layer in model._flatten_layers() if not layer.built]
+    assert unbuilt == []
+
+
 def test_compiled_forward_equals_eager():
     model = videoswin.VideoSwinClassifier(videoswin.VideoSwinBackbone(**TINY), 5)
     x = _clips((2, 5, 36, 44, 3))
