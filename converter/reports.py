@@ -7,11 +7,14 @@ variant produced no report (a conversion that failed) or None, "backends": the b
 was meant to run on, "seconds"}`. A failed parity check becomes a `<failure>` whose message
 gives max |diff| and the tolerance; a variant that never reached parity becomes one
 `<error>` per backend it was meant to run on, so the counts stay variant x backend.
+A `--bf16` run's numbers (`bf16_*` keys of a row) are reported, never a failure: in each
+test case's `<properties>` and `<system-out>`, and in a table of their own in the summary.
 """
 
 import os
 import xml.etree.ElementTree as ET
 
+from converter.parity import agreement, bf16_text
 from videoswin.core.manifest import write_text_atomic
 
 SUITE = "videoswin parity"
@@ -47,6 +50,20 @@ def failure_message(row, tolerance):
     return "; ".join(parts)
 
 
+BF16_KEYS = ("bf16_max_abs_logits", "bf16_max_abs_features", "bf16_top1_agreement",
+             "bf16_top5_agreement", "bf16_clips")
+
+
+def _row(item, backend):
+    return ((item.get("report") or {}).get("backends") or {}).get(backend) or {}
+
+
+def _bf16_note(row):
+    if "bf16_max_abs_logits" not in row:
+        return None
+    return f"bf16 (reported, not held to the tolerance): {bf16_text(row)}"
+
+
 def cases(results):
     """Test cases: (classname, name, seconds, outcome, message) with outcome one of
     passed, failure, error, skipped."""
@@ -80,6 +97,7 @@ def cases(results):
 def junit_xml(results, suite=SUITE):
     """The JUnit XML text of `results`: one <testsuite>, one <testcase> per variant x backend."""
     found = cases(results)
+    by_name = {item["name"]: item for item in results}
     counts = {k: sum(1 for c in found if c[3] == k) for k in ("failure", "error", "skipped")}
     total = sum(c[2] for c in found)
     root = ET.Element("testsuites", name=suite, tests=str(len(found)),
@@ -91,6 +109,13 @@ def junit_xml(results, suite=SUITE):
     for classname, name, seconds, outcome, message in found:
         case = ET.SubElement(suite_element, "testcase", classname=classname, name=name,
                              time=f"{seconds:.1f}")
+        row = _row(by_name[classname.split(".", 1)[1]], name)
+        note = _bf16_note(row)
+        if note:
+            properties = ET.SubElement(case, "properties")
+            for key in BF16_KEYS:
+                if row.get(key) is not None:
+                    ET.SubElement(properties, "property", name=key, value=f"{row[key]:g}")
         if outcome == "failure":
             ET.SubElement(case, "failure", message=message, type="ParityMismatch").text = message
         elif outcome == "error":
@@ -98,8 +123,9 @@ def junit_xml(results, suite=SUITE):
                           type="ConversionError").text = message
         elif outcome == "skipped":
             ET.SubElement(case, "skipped", message=message)
-        else:
-            ET.SubElement(case, "system-out").text = message
+        if outcome == "passed" or note:
+            out = [message] if outcome == "passed" else []
+            ET.SubElement(case, "system-out").text = "\n".join(out + [note] if note else out)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -136,7 +162,7 @@ def markdown_summary(results, title="Parity"):
             if case is None:
                 cells.append("—")
                 continue
-            row = ((item.get("report") or {}).get("backends") or {}).get(backend) or {}
+            row = _row(item, backend)
             cells.append({"passed": f"{_fmt(_largest(row))} pass",
                           "failure": f"{_fmt(_largest(row))} **FAIL**",
                           "error": "**error**", "skipped": "not checked"}[case[3]])
@@ -147,7 +173,27 @@ def markdown_summary(results, title="Parity"):
     lines += [""] + (notes + [""] if notes else [])
     lines.append(f"**{len(found) - failed} of {len(found)} checks passed**"
                  + (f", {failed} failed." if failed else "."))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _bf16_lines(results, backends)) + "\n"
+
+
+def _bf16_lines(results, backends):
+    """The bf16 table: variant x backend rows of the `--bf16` numbers, when any."""
+    rows = [(item["name"], backend, _row(item, backend)) for item in results
+            for backend in backends if _bf16_note(_row(item, backend))]
+    if not rows:
+        return []
+    lines = ["", "bfloat16 (`mixed_bfloat16`) against the same float32 reference, on the same "
+             "clips: reported, not held to the tolerance, never a failure. Top-5 agree: clips "
+             "whose bf16 top-5 class set equals the reference's.", "",
+             "| variant | backend | bf16 max abs logits | top-1 agree | top-5 agree | clips |",
+             "|---|---|---|---|---|---|"]
+    for name, backend, row in rows:
+        count = row.get("bf16_clips")
+        lines.append(f"| {name} | {backend} | {_fmt(row.get('bf16_max_abs_logits'))} | "
+                     f"{agreement(row.get('bf16_top1_agreement'), count)} | "
+                     f"{agreement(row.get('bf16_top5_agreement'), count)} | "
+                     f"{'n/a' if count is None else count} |")
+    return lines
 
 
 def write(results, junit=None, summary=None, title="Parity", environ=None):
