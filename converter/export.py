@@ -104,9 +104,8 @@ def _worker(backend, keras_file, stem, stage, scratch, formats, clip, batch, tim
     info = os.path.join(scratch, f"export-{backend}.json")
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
                VIDEOSWIN_PARENT_PID=str(os.getpid()))
-    cmd = [sys.executable, "-m", "converter.export_worker", keras_file, stem, stage, scratch,
-           info, "--formats", ",".join(formats), "--clip", *map(str, clip),
-           "--batch", str(batch)]
+    cmd = [sys.executable, "-m", "converter.export_worker",
+           *worker_argv(keras_file, stem, stage, scratch, info, formats, clip, batch)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
                           cwd=_root())
     if proc.returncode != 0:
@@ -115,6 +114,12 @@ def _worker(backend, keras_file, stem, stage, scratch, formats, clip, batch, tim
                           f"backend (exit {proc.returncode}):\n{tail}")
     with open(info, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def worker_argv(keras_file, stem, stage, scratch, info, formats, clip, batch):
+    """The arguments of `converter.export_worker` (its `main(argv)`) for one build."""
+    return [keras_file, stem, stage, scratch, info, "--formats", ",".join(formats),
+            "--clip", *map(str, clip), "--batch", str(batch)]
 
 
 def _root():

@@ -413,11 +413,11 @@ def worker_export(job):
     _pin(job["threads"])
     t0 = time.perf_counter()
     from converter import export_worker
+    from converter.export import worker_argv
 
     info = os.path.join(job["scratch"], "info.json")
-    export_worker.main([job["keras"], job["stem"], job["out"], job["scratch"], info,
-                        "--formats", job["format"], "--clip", *map(str, job["clip"]),
-                        "--batch", str(job["batch"])])
+    export_worker.main(worker_argv(job["keras"], job["stem"], job["out"], job["scratch"], info,
+                                   [job["format"]], job["clip"], job["batch"]))
     wall = time.perf_counter() - t0
     with open(info, encoding="utf-8") as handle:
         info = json.load(handle)
