@@ -1013,6 +1013,18 @@ def yardstick_lines(yardstick, settings):
     return lines
 
 
+def _target_groups(rows):
+    """(malloc, model, {impl: row}) for every allocator setting and model whose rows at
+    TARGET_CLIP and TARGET_BATCH include mmaction2's."""
+    for malloc in dict.fromkeys(r["malloc"] for r in rows):
+        for model in sorted({r["model"] for r in rows}):
+            sel = {r["impl"]: r for r in rows if r["model"] == model and "median_s" in r
+                   and r["malloc"] == malloc and tuple(r["clip"]) == TARGET_CLIP
+                   and r["batch"] == TARGET_BATCH}
+            if BASELINE in sel:
+                yield malloc, model, sel
+
+
 def issue_targets(rows, best, flags=()):
     """Issue 17's and issue 22's targets from the rows at TARGET_CLIP and TARGET_BATCH, each
     against mmaction2 (float32) under the same allocator setting; `best`: the yardstick's
@@ -1021,42 +1033,36 @@ def issue_targets(rows, best, flags=()):
     out = []
     fp32 = (best.get("float32") or {}).get("gflops")
     bf16_note = "" if "avx512_bf16" in flags else "needs AVX512_BF16; this CPU has none"
-    for malloc in dict.fromkeys(r["malloc"] for r in rows):
-        for model in sorted({r["model"] for r in rows}):
-            sel = {r["impl"]: r for r in rows if r["model"] == model and "median_s" in r
-                   and r["malloc"] == malloc and tuple(r["clip"]) == TARGET_CLIP
-                   and r["batch"] == TARGET_BATCH}
-            if BASELINE not in sel:
-                continue
-            ref = sel[BASELINE]["median_s"]
+    for malloc, model, sel in _target_groups(rows):
+        ref = sel[BASELINE]["median_s"]
 
-            def add(issue, target, impl, value, threshold, note=""):
-                out.append(dict(issue=issue, target=target, model=model, malloc=malloc,
-                                impl=impl, value=value, threshold=threshold,
-                                unit="%" if "%" in target else "x",
-                                met=value >= threshold, note=note))
+        def add(issue, target, impl, value, threshold, note=""):
+            out.append(dict(issue=issue, target=target, model=model, malloc=malloc,
+                            impl=impl, value=value, threshold=threshold,
+                            unit="%" if "%" in target else "x",
+                            met=value >= threshold, note=note))
 
-            paths = {k: v for k, v in sel.items() if k in FP32_PATHS}
-            if paths:
-                fastest = min(paths, key=lambda k: paths[k]["median_s"])
-                if malloc in ISSUE17_SPEEDUP:
-                    add(17, f"fastest float32 path >= {ISSUE17_SPEEDUP[malloc]}x mmaction2",
-                        fastest, ref / paths[fastest]["median_s"], ISSUE17_SPEEDUP[malloc])
-                if fp32:
-                    share = paths[fastest]["gflops"] / fp32
-                    for issue, goal in ((17, ISSUE17_MATMUL), (22, ISSUE22_MATMUL)):
-                        add(issue, f"fastest float32 path >= {100 * goal:.0f}% of the best "
-                            "float32 matmul", fastest, share, goal)
-            if malloc == "heap":
-                for impl in KERAS_FP32:
-                    if impl in sel:
-                        add(22, f"every Keras backend >= {ISSUE22_KERAS_HEAP}x mmaction2",
-                            impl, ref / sel[impl]["median_s"], ISSUE22_KERAS_HEAP)
-            bf16 = {k: v for k, v in sel.items() if k in BF16_IMPLS}
-            if bf16:
-                fastest = min(bf16, key=lambda k: bf16[k]["median_s"])
-                add(22, f"fastest bfloat16 path >= {ISSUE22_BF16}x mmaction2 float32",
-                    fastest, ref / bf16[fastest]["median_s"], ISSUE22_BF16, bf16_note)
+        paths = {k: v for k, v in sel.items() if k in FP32_PATHS}
+        if paths:
+            fastest = min(paths, key=lambda k: paths[k]["median_s"])
+            if malloc in ISSUE17_SPEEDUP:
+                add(17, f"fastest float32 path >= {ISSUE17_SPEEDUP[malloc]}x mmaction2",
+                    fastest, ref / paths[fastest]["median_s"], ISSUE17_SPEEDUP[malloc])
+            if fp32:
+                share = paths[fastest]["gflops"] / fp32
+                for issue, goal in ((17, ISSUE17_MATMUL), (22, ISSUE22_MATMUL)):
+                    add(issue, f"fastest float32 path >= {100 * goal:.0f}% of the best "
+                        "float32 matmul", fastest, share, goal)
+        if malloc == "heap":
+            for impl in KERAS_FP32:
+                if impl in sel:
+                    add(22, f"every Keras backend >= {ISSUE22_KERAS_HEAP}x mmaction2",
+                        impl, ref / sel[impl]["median_s"], ISSUE22_KERAS_HEAP)
+        bf16 = {k: v for k, v in sel.items() if k in BF16_IMPLS}
+        if bf16:
+            fastest = min(bf16, key=lambda k: bf16[k]["median_s"])
+            add(22, f"fastest bfloat16 path >= {ISSUE22_BF16}x mmaction2 float32",
+                fastest, ref / bf16[fastest]["median_s"], ISSUE22_BF16, bf16_note)
     return out
 
 
@@ -1083,30 +1089,24 @@ def targets(rows, peak):
     each implementation is compared with mmaction2 under the same one)."""
     out = []
     settings = list(dict.fromkeys(r["malloc"] for r in rows))
-    for malloc in settings:
+    for malloc, model, sel in _target_groups(rows):
         tag = "" if len(settings) == 1 and malloc == "default" else f" [{malloc} malloc]"
-        for model in sorted({r["model"] for r in rows}):
-            sel = {r["impl"]: r for r in rows if r["model"] == model and "median_s" in r
-                   and r["malloc"] == malloc and tuple(r["clip"]) == TARGET_CLIP
-                   and r["batch"] == TARGET_BATCH}
-            if BASELINE not in sel:
-                continue
-            ref = sel[BASELINE]["median_s"]
-            keras = {k: v for k, v in sel.items() if k in KERAS_FP32}
-            if "torch" in keras:
-                s = ref / keras["torch"]["median_s"]
-                out.append(f"- {model}{tag}: keras-torch {s:.2f}x mmaction2 (target >= "
-                           f"{TARGET_TORCH}x): {'met' if s >= TARGET_TORCH else 'MISSED'}")
-            if keras:
-                best = min(keras, key=lambda k: keras[k]["median_s"])
-                s = ref / keras[best]["median_s"]
-                out.append(f"- {model}{tag}: fastest backend keras-{best} {s:.2f}x (target >= "
-                           f"{TARGET_BEST}x): {'met' if s >= TARGET_BEST else 'MISSED'}")
-                if peak:
-                    frac = keras[best]["gflops"] / peak
-                    out.append(f"- {model}{tag}: keras-{best} at {100 * frac:.0f}% of matmul "
-                               f"GFLOP/s (target >= {100 * TARGET_MATMUL:.0f}%): "
-                               f"{'met' if frac >= TARGET_MATMUL else 'MISSED'}")
+        ref = sel[BASELINE]["median_s"]
+        keras = {k: v for k, v in sel.items() if k in KERAS_FP32}
+        if "torch" in keras:
+            s = ref / keras["torch"]["median_s"]
+            out.append(f"- {model}{tag}: keras-torch {s:.2f}x mmaction2 (target >= "
+                       f"{TARGET_TORCH}x): {'met' if s >= TARGET_TORCH else 'MISSED'}")
+        if keras:
+            best = min(keras, key=lambda k: keras[k]["median_s"])
+            s = ref / keras[best]["median_s"]
+            out.append(f"- {model}{tag}: fastest backend keras-{best} {s:.2f}x (target >= "
+                       f"{TARGET_BEST}x): {'met' if s >= TARGET_BEST else 'MISSED'}")
+            if peak:
+                frac = keras[best]["gflops"] / peak
+                out.append(f"- {model}{tag}: keras-{best} at {100 * frac:.0f}% of matmul "
+                           f"GFLOP/s (target >= {100 * TARGET_MATMUL:.0f}%): "
+                           f"{'met' if frac >= TARGET_MATMUL else 'MISSED'}")
     if not out:
         out.append("- Targets (32x224x224, batch 1, vs mmaction2) not covered by this run.")
     return out
