@@ -96,6 +96,30 @@ def agreement(value, count):
     return f"{text} ({round(value * count)}/{count})" if count else text
 
 
+BF16_HEADER = ("bf16 max abs logits", "bf16 max abs features", "top-1 agree", "top-5 agree",
+               "clips")
+
+
+def bf16_cells(row):
+    """A row's bf16 numbers as table cells, in `BF16_HEADER` order."""
+    count = row.get("bf16_clips")
+    return [_fmt(row.get("bf16_max_abs_logits")), _fmt(row.get("bf16_max_abs_features")),
+            agreement(row.get("bf16_top1_agreement"), count),
+            agreement(row.get("bf16_top5_agreement"), count),
+            "n/a" if count is None else str(count)]
+
+
+def bf16_table(backends):
+    """Markdown lines of the bf16 table of {backend: row}, for the rows that have bf16
+    numbers (none without `--bf16`)."""
+    rows = {b: r for b, r in backends.items() if "bf16_max_abs_logits" in r}
+    if not rows:
+        return []
+    return (["| backend | " + " | ".join(BF16_HEADER) + " |",
+             "|---" * (len(BF16_HEADER) + 1) + "|"]
+            + [f"| {b} | " + " | ".join(bf16_cells(r)) + " |" for b, r in rows.items()])
+
+
 def bf16_text(row):
     """One line of a row's bf16 numbers."""
     count = row.get("bf16_clips")
@@ -256,21 +280,11 @@ def markdown(report, title=None):
 
 def bf16_markdown_lines(report):
     """The bf16 table of a report (none when `--bf16` was not asked for)."""
-    rows = {b: r for b, r in report["backends"].items() if "bf16_max_abs_logits" in r}
-    if not rows:
+    table = bf16_table(report["backends"])
+    if not table:
         return []
-    lines = ["", "bfloat16 (`mixed_bfloat16`: the `.weights.h5` loaded under it) against the "
-             "same float32 reference on the same clips. Reported, not held to the tolerance: "
-             "it never fails the check. Top-1 agree: clips whose bf16 argmax is the "
-             "reference's; top-5 agree: clips whose bf16 top-5 class set equals the "
-             "reference's (order ignored).", "",
-             "| backend | bf16 max abs logits | bf16 max abs features | top-1 agree "
-             "| top-5 agree | clips |", "|---|---|---|---|---|---|"]
-    for backend, row in rows.items():
-        count = row.get("bf16_clips")
-        lines.append(f"| {backend} | {_fmt(row.get('bf16_max_abs_logits'))} | "
-                     f"{_fmt(row.get('bf16_max_abs_features'))} | "
-                     f"{agreement(row.get('bf16_top1_agreement'), count)} | "
-                     f"{agreement(row.get('bf16_top5_agreement'), count)} | "
-                     f"{'n/a' if count is None else count} |")
-    return lines
+    return ["", "bfloat16 (`mixed_bfloat16`: the `.weights.h5` loaded under it) against the "
+            "same float32 reference on the same clips. Reported, not held to the tolerance: "
+            "it never fails the check. Top-1 agree: clips whose bf16 argmax is the "
+            "reference's; top-5 agree: clips whose bf16 top-5 class set equals the "
+            "reference's (order ignored).", ""] + table

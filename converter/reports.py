@@ -14,7 +14,7 @@ test case's `<properties>` and `<system-out>`, and in a table of their own in th
 import os
 import xml.etree.ElementTree as ET
 
-from converter.parity import agreement, bf16_text
+from converter.parity import BF16_HEADER, bf16_cells, bf16_text
 from videoswin.core.manifest import write_text_atomic
 
 SUITE = "videoswin parity"
@@ -185,14 +185,10 @@ def _bf16_lines(results, backends):
     lines = ["", "bfloat16 (`mixed_bfloat16`) against the same float32 reference, on the same "
              "clips: reported, not held to the tolerance, never a failure. Top-5 agree: clips "
              "whose bf16 top-5 class set equals the reference's.", "",
-             "| variant | backend | bf16 max abs logits | top-1 agree | top-5 agree | clips |",
-             "|---|---|---|---|---|---|"]
+             "| variant | backend | " + " | ".join(BF16_HEADER) + " |",
+             "|---" * (len(BF16_HEADER) + 2) + "|"]
     for name, backend, row in rows:
-        count = row.get("bf16_clips")
-        lines.append(f"| {name} | {backend} | {_fmt(row.get('bf16_max_abs_logits'))} | "
-                     f"{agreement(row.get('bf16_top1_agreement'), count)} | "
-                     f"{agreement(row.get('bf16_top5_agreement'), count)} | "
-                     f"{'n/a' if count is None else count} |")
+        lines.append(f"| {name} | {backend} | " + " | ".join(bf16_cells(row)) + " |")
     return lines
 
 

@@ -8,7 +8,7 @@ re-publishing unchanged artifacts yields the same card and no commit.
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from converter.parity import agreement
+from converter.parity import bf16_table
 from videoswin.core.archs import LABELS as VARIANTS
 from videoswin.core.backends import BACKENDS
 from videoswin.core.datasets import DATASETS
@@ -23,11 +23,6 @@ PARITY_COLUMNS = {
     "max_abs_logits": "max abs logits", "max_abs_features": "max abs features",
     "top1_agreement": "top-1 agree", "top5_agreement": "top-5 agree",
     "weights_h5_identical": ".weights.h5 == .keras", "passed": "result",
-}
-BF16_COLUMNS = {
-    "bf16_max_abs_logits": "bf16 max abs logits", "bf16_max_abs_features": "bf16 max abs features",
-    "bf16_top1_agreement": "top-1 agree", "bf16_top5_agreement": "top-5 agree",
-    "bf16_clips": "clips",
 }
 CITATION = """\
 @article{liu2021videoswin,
@@ -283,22 +278,15 @@ def _parity(manifest):
 
 def _bf16(backends):
     """The bfloat16 table (conversions checked with `--bf16`)."""
-    rows = {b: r for b, r in backends.items() if "bf16_max_abs_logits" in r}
-    if not rows:
+    table = bf16_table(backends)
+    if not table:
         return []
-    lines = ["### bfloat16", "",
-             "The same weights under Keras's `mixed_bfloat16` policy (bfloat16 compute, float32 "
-             "variables and logits), against the same float32 reference on the same clips. "
-             "Reported, not held to the tolerance. Top-1 agree: the fraction of clips whose "
-             "bf16 argmax is the reference's; top-5 agree: the fraction whose bf16 top-5 class "
-             "set equals the reference's (order ignored).", "",
-             "| backend | " + " | ".join(BF16_COLUMNS.values()) + " |",
-             "|---" * (len(BF16_COLUMNS) + 1) + "|"]
-    for backend, row in rows.items():
-        cells = [agreement(row.get(k), row.get("bf16_clips")) if k.endswith("agreement")
-                 else _cell(k, row.get(k)) for k in BF16_COLUMNS]
-        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    return ["### bfloat16", "",
+            "The same weights under Keras's `mixed_bfloat16` policy (bfloat16 compute, float32 "
+            "variables and logits), against the same float32 reference on the same clips. "
+            "Reported, not held to the tolerance. Top-1 agree: the fraction of clips whose "
+            "bf16 argmax is the reference's; top-5 agree: the fraction whose bf16 top-5 class "
+            "set equals the reference's (order ignored).", ""] + table + [""]
 
 
 EXPORT_TITLES = {"onnx": "ONNX", "saved_model": "TF SavedModel", "litert": "LiteRT (TFLite)",
