@@ -137,6 +137,46 @@ def test_sabotaged_mapping_is_caught_by_the_oracle(tmp_path, sabotage):
     assert "FAIL" in parity.markdown(report)
 
 
+@pytest.mark.parametrize("budget", [1, 2 * 1 * 18 * 18 * 4 * 3])
+def test_attention_split_into_calls_gives_the_oracle_logits(tmp_path, monkeypatch, budget):
+    """`attention.LOGITS_PER_CALL` (JAX's default; forced here on every backend): one window
+    per call (a 1-byte budget), or a few (three at stage 1's one head, with remainders)."""
+    from videoswin.model import attention
+
+    model, path, config = _oracle_checkpoint(tmp_path)
+    spec = load_spec(config)
+    keras_model = _build(spec)
+    mapping.assign(keras_model, ckpt.load(path).state, spec.window_size)
+    clips = parity.make_clips(2, CLIP, 0)
+    calls = []                                  # (batch x windows, N, heads) of each call
+    fused = attention.ops.dot_product_attention
+    explicit = attention.WindowAttention3D._explicit_attention
+    monkeypatch.setattr(attention.ops, "dot_product_attention",
+                        lambda q, *a, **k: calls.append(q.shape[:3]) or fused(q, *a, **k))
+    monkeypatch.setattr(attention.WindowAttention3D, "_explicit_attention",
+                        lambda self, q, *a: calls.append(q.shape[:3]) or explicit(self, q, *a))
+
+    def run(limit):
+        calls.clear()
+        monkeypatch.setattr(attention, "LOGITS_PER_CALL", limit)
+        return keras.ops.convert_to_numpy(keras_model(clips)), list(calls)
+
+    whole, whole_calls = run(None)
+    got, split_calls = run(budget)
+    np.testing.assert_allclose(got, oracle.oracle_logits(model, clips), atol=1e-5)
+    np.testing.assert_allclose(got, whole, atol=1e-5)
+    # The same windows, in more and smaller calls: one window (of both clips) per call, or
+    # calls whose float32 logits (rows x heads x N x N) fit the budget.
+    assert sum(c[0] for c in split_calls) == sum(c[0] for c in whole_calls)
+    assert len(split_calls) > len(whole_calls)
+    for rows, n, heads in split_calls:
+        assert rows == 2 or rows * heads * n * n * 4 <= budget, (rows, n, heads)
+    if budget == 1:
+        assert {c[0] for c in split_calls} == {2}
+    else:
+        assert max(c[0] for c in split_calls) == 6          # 3 windows at stage 1
+
+
 @pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_wrong_variant_lists_keys_and_shapes(tmp_path):
     _, path, _ = _oracle_checkpoint(tmp_path)

@@ -27,6 +27,29 @@ def fused_takes_bias(backend, keras_version):
 # branch. Tests force the explicit path by monkeypatching it.
 FUSED_ATTENTION = fused_takes_bias(keras.backend.backend(), keras.__version__)
 
+# Bytes of float32 attention logits (batch x windows x heads x N x N) one attention call may
+# produce on JAX; None: each mask group's windows in one call. jaxlib's XLA:CPU compiles a
+# call's products and softmax into one YNNPACK fusion, which slows down once its logits
+# outgrow the cache (one call is 236 MB in Swin-T's first stage at 32x224x224); calls of
+# about 8 MB ran Swin-T's and Swin-B's blocks up to 1.5x faster (BENCHMARKS.md).
+# TensorFlow's XLA and torch's fused kernel gained nothing, so their graphs stay as they are.
+LOGITS_PER_CALL = {"jax": 8 << 20}.get(keras.backend.backend())
+# At most this many calls per mask group, so that large batches do not multiply the graph
+# (and its compile time) without bound; the calls then grow past the budget instead.
+MAX_CALLS_PER_GROUP = 32
+
+
+def windows_per_call(count, batch, heads, n, budget=None):
+    """How many of a group's `count` windows one attention call takes: as many as fit
+    `budget` bytes of float32 logits at this batch size (an unknown batch counts as 1), at
+    least one and at least a `MAX_CALLS_PER_GROUP`-th of the group; all of them when
+    `budget` is None."""
+    if budget is None:
+        return count
+    per_window = (batch or 1) * heads * n * n * 4
+    fewest = -(-count // MAX_CALLS_PER_GROUP)
+    return min(count, max(fewest, budget // per_window))
+
 
 @keras.saving.register_keras_serializable(package="videoswin")
 class WindowAttention3D(keras.layers.Layer):
@@ -93,23 +116,27 @@ class WindowAttention3D(keras.layers.Layer):
         n = int(np.prod(window))
         relative = self.relative_bias(n)
         qkv = self.qkv(x)
+        dropout = bool(training) and self.attn_drop > 0
+        total = sum(count for count, _ in groups)
         outs, start = [], 0
         for count, mask in groups:
-            part = qkv if len(groups) == 1 else qkv[:, start * n:(start + count) * n]
-            start += count
-            # (B*count, N, 3, heads, d): q, k and v are (batch, N, heads, d) views.
-            part = ops.reshape(part, (-1, n, 3, self.num_heads, self.head_dim))
-            q, k, v = (part[:, :, i] for i in range(3))
             bias = relative
             if mask is not None:
                 bias = ops.cast(bias, "float32") + ops.convert_to_tensor(mask)
-            bias = ops.cast(bias, q.dtype)[None]
-            dropout = bool(training) and self.attn_drop > 0
-            if FUSED_ATTENTION and not dropout:
-                out = ops.dot_product_attention(q, k, v, bias=bias, scale=self.scale)
-            else:
-                out = self._explicit_attention(q, k, v, bias, dropout)
-            outs.append(ops.reshape(out, (-1, count * n, c)))
+            bias = ops.cast(bias, qkv.dtype)[None]
+            step = windows_per_call(count, x.shape[0], self.num_heads, n, LOGITS_PER_CALL)
+            for first in range(start, start + count, step):
+                taken = min(step, start + count - first)
+                part = qkv if taken == total else qkv[:, first * n:(first + taken) * n]
+                # (B*taken, N, 3, heads, d): q, k and v are (batch, N, heads, d) views.
+                part = ops.reshape(part, (-1, n, 3, self.num_heads, self.head_dim))
+                q, k, v = (part[:, :, i] for i in range(3))
+                if FUSED_ATTENTION and not dropout:
+                    out = ops.dot_product_attention(q, k, v, bias=bias, scale=self.scale)
+                else:
+                    out = self._explicit_attention(q, k, v, bias, dropout)
+                outs.append(ops.reshape(out, (-1, taken * n, c)))
+            start += count
         out = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=1)
         out = self.proj(out)
         return self.proj_dropout(out, training=training)
