@@ -96,6 +96,10 @@ def agreement(value, count):
     return f"{text} ({round(value * count)}/{count})" if count else text
 
 
+# What every bf16 table (parity report, CI summary, model card) says its numbers are.
+BF16_MEANING = ("Reported, not held to the tolerance: it never fails the check. Top-1 agree: "
+                "clips whose bf16 argmax is the reference's; top-5 agree: clips whose bf16 "
+                "top-5 class set equals the reference's (order ignored).")
 BF16_HEADER = ("bf16 max abs logits", "bf16 max abs features", "top-1 agree", "top-5 agree",
                "clips")
 
@@ -284,7 +288,4 @@ def bf16_markdown_lines(report):
     if not table:
         return []
     return ["", "bfloat16 (`mixed_bfloat16`: the `.weights.h5` loaded under it) against the "
-            "same float32 reference on the same clips. Reported, not held to the tolerance: "
-            "it never fails the check. Top-1 agree: clips whose bf16 argmax is the "
-            "reference's; top-5 agree: clips whose bf16 top-5 class set equals the "
-            "reference's (order ignored).", ""] + table
+            f"same float32 reference on the same clips. {BF16_MEANING}", ""] + table

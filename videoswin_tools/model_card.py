@@ -8,7 +8,7 @@ re-publishing unchanged artifacts yields the same card and no commit.
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from converter.parity import bf16_table
+from converter.parity import BF16_MEANING, bf16_table
 from videoswin.core.archs import LABELS as VARIANTS
 from videoswin.core.backends import BACKENDS
 from videoswin.core.datasets import DATASETS
@@ -284,9 +284,7 @@ def _bf16(backends):
     return ["### bfloat16", "",
             "The same weights under Keras's `mixed_bfloat16` policy (bfloat16 compute, float32 "
             "variables and logits), against the same float32 reference on the same clips. "
-            "Reported, not held to the tolerance. Top-1 agree: the fraction of clips whose "
-            "bf16 argmax is the reference's; top-5 agree: the fraction whose bf16 top-5 class "
-            "set equals the reference's (order ignored).", ""] + table + [""]
+            f"{BF16_MEANING}", ""] + table + [""]
 
 
 EXPORT_TITLES = {"onnx": "ONNX", "saved_model": "TF SavedModel", "litert": "LiteRT (TFLite)",

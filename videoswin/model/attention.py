@@ -48,7 +48,7 @@ def windows_per_call(count, batch, heads, n, budget=None):
         return count
     per_window = (batch or 1) * heads * n * n * 4
     fewest = -(-count // MAX_CALLS_PER_GROUP)
-    return min(count, max(fewest, budget // per_window))
+    return min(count, max(fewest, int(budget) // per_window))
 
 
 @keras.saving.register_keras_serializable(package="videoswin")

@@ -23,6 +23,8 @@ MB8 = 8 << 20
     (128, 8, 3, 392, MB8, 4),          # batch 8: one per call would be 128 calls; capped at 32
     (100, 8, 3, 392, MB8, 4),          # ceil(100 / 32)
     (64, 2, 3, 392, MB8, 2),           # 3.7 MB per window at batch 2
+    (8, 1, 3, 392, 0, 1),              # a zero budget: one window per call
+    (8, 1, 3, 392, 4e6, 2),            # a float budget (4e6 bytes) is read as bytes
 ])
 def test_windows_per_call(count, batch, heads, n, budget, want):
     assert attention.windows_per_call(count, batch, heads, n, budget) == want
