@@ -177,6 +177,26 @@ def test_attention_split_into_calls_gives_the_oracle_logits(tmp_path, monkeypatc
         assert max(c[0] for c in split_calls) == 6          # 3 windows at stage 1
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "explicit"])
+def test_both_attention_forms_give_the_oracle_logits(tmp_path, monkeypatch, fused):
+    """Keras's fused `ops.dot_product_attention` (TensorFlow's and torch's default) and the
+    explicit form normalised after the second product (JAX's default, and torch's before
+    Keras 3.14), each forced on this backend and held to mmaction2's logits."""
+    from videoswin.model import attention
+
+    if fused and not attention.fused_takes_bias(keras.backend.backend(), keras.__version__):
+        pytest.skip(f"Keras {keras.__version__}'s fused attention on "
+                    f"{keras.backend.backend()} takes no bias; the explicit case runs here")
+    model, path, config = _oracle_checkpoint(tmp_path)
+    spec = load_spec(config)
+    keras_model = _build(spec)
+    mapping.assign(keras_model, ckpt.load(path).state, spec.window_size)
+    clips = parity.make_clips(2, CLIP, 0)
+    monkeypatch.setattr(attention, "FUSED_ATTENTION", fused)
+    got = keras.ops.convert_to_numpy(keras_model(clips))
+    np.testing.assert_allclose(got, oracle.oracle_logits(model, clips), atol=1e-5)
+
+
 @pytest.mark.backend_independent   # the command line; parity per backend is tested above
 def test_wrong_variant_lists_keys_and_shapes(tmp_path):
     _, path, _ = _oracle_checkpoint(tmp_path)

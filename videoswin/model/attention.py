@@ -22,15 +22,30 @@ def fused_takes_bias(backend, keras_version):
     return not (backend == "torch" and major_minor < TORCH_BIAS_SINCE)
 
 
+# Backends on which the explicit form ran faster than Keras's fused op. On JAX the fused op
+# is `jax.nn.dot_product_attention`, which jaxlib's XLA:CPU runs as one pass for the logits
+# and softmax sums and a second that divides all the logits (3 x 392 x 392 per window in
+# Swin-T) and copies them into the layout of the second product; the explicit form divides
+# the output instead (head_dim wide, 12x less), and ran Swin-T's forward 1.2x faster
+# (BENCHMARKS.md). TensorFlow's XLA gained nothing from it; torch has a fused kernel.
+EXPLICIT_IS_FASTER = ("jax",)
+
+
+def uses_fused(backend, keras_version):
+    """Whether `WindowAttention3D` calls Keras's fused `ops.dot_product_attention` (outside
+    attention dropout) on `backend` under Keras `keras_version`, or its explicit form."""
+    return fused_takes_bias(backend, keras_version) and backend not in EXPLICIT_IS_FASTER
+
+
 # Decided once per process: the backend and the Keras version cannot change within one.
 # A plain module constant, so that graph tracers (torch.export, torch.compile) see a fixed
-# branch. Tests force the explicit path by monkeypatching it.
-FUSED_ATTENTION = fused_takes_bias(keras.backend.backend(), keras.__version__)
+# branch. Tests force either path by monkeypatching it.
+FUSED_ATTENTION = uses_fused(keras.backend.backend(), keras.__version__)
 
 # Bytes of float32 attention logits (batch x windows x heads x N x N) one attention call may
 # produce on JAX; None: each mask group's windows in one call. jaxlib's XLA:CPU compiles a
-# call's products and softmax into one YNNPACK fusion, which slows down once its logits
-# outgrow the cache (one call is 236 MB in Swin-T's first stage at 32x224x224); calls of
+# call's first product and softmax sums into one YNNPACK fusion, which slows down once its
+# logits outgrow the cache (one call is 236 MB in Swin-T's first stage at 32x224x224); calls of
 # about 8 MB ran Swin-T's and Swin-B's blocks up to 1.5x faster (BENCHMARKS.md).
 # TensorFlow's XLA and torch's fused kernel gained nothing, so their graphs stay as they are.
 LOGITS_PER_CALL = {"jax": 8 << 20}.get(keras.backend.backend())
@@ -142,13 +157,20 @@ class WindowAttention3D(keras.layers.Layer):
         return self.proj_dropout(out, training=training)
 
     def _explicit_attention(self, q, k, v, bias, dropout):
-        # The fused op's attention, spelled out: for attention dropout during training (the
-        # fused op has none) and where the fused op takes no bias (`FUSED_ATTENTION`).
+        # Softmax(q k^T * scale + bias) v, normalised after the second product: the sums
+        # divide the (batch, heads, N, head_dim) output rather than the (batch, heads, N, N)
+        # probabilities, the same numbers up to rounding. Dropout scales elementwise, so
+        # dropping from the unnormalised weights equals dropping from the probabilities. The
+        # softmax statistics stay in float32 under a bfloat16 policy, as in the fused op.
         logits = ops.einsum("bqhd,bkhd->bhqk", q * ops.cast(self.scale, q.dtype), k) + bias
-        probs = ops.softmax(logits, axis=-1)
+        logits = ops.cast(logits, "float32")
+        weights = ops.exp(logits - ops.max(logits, axis=-1, keepdims=True))
+        total = ops.sum(weights, axis=-1, keepdims=True)
         if dropout:
-            probs = self.attn_dropout(probs, training=True)
-        return ops.einsum("bhqk,bkhd->bqhd", probs, v)
+            weights = self.attn_dropout(weights, training=True)
+        out = ops.einsum("bhqk,bkhd->bhqd", ops.cast(weights, v.dtype), v)
+        out = ops.cast(ops.cast(out, "float32") / total, v.dtype)
+        return ops.transpose(out, (0, 2, 1, 3))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -1,9 +1,10 @@
-"""The explicit attention that stands in for the fused op where Keras's cannot take a bias.
+"""The explicit attention, which runs on JAX and where Keras's fused op cannot take a bias.
 
 Keras's torch backend accepts `bias` in `ops.dot_product_attention` only from Keras 3.14;
 `videoswin.model.attention.FUSED_ATTENTION` (decided once per process) sends older Keras on
-torch to the explicit einsum-softmax-einsum path. These tests hold that path to the fused
-one and to NumPy, and the decision to the rule and to what the installed Keras does.
+torch, and JAX (where it is faster), to the explicit einsum-softmax-einsum path. These tests
+hold that path to the fused one and to NumPy, and the decision to the rule and to what the
+installed Keras does.
 """
 
 import keras
@@ -36,18 +37,20 @@ DIM, HEADS = 8, 2
 ])
 def test_rule(backend, version, fused):
     assert attention.fused_takes_bias(backend, version) is fused
+    # JAX takes the explicit form although its fused op takes a bias: it is faster there.
+    assert attention.uses_fused(backend, version) is (fused and backend != "jax")
 
 
 def test_decision_for_the_installed_keras_follows_the_rule():
     old = Version(keras.__version__).release[:2] < (3, 14)
-    assert attention.FUSED_ATTENTION is not (BACKEND == "torch" and old)
+    assert attention.FUSED_ATTENTION is not (BACKEND == "jax" or BACKEND == "torch" and old)
 
 
 def test_decision_matches_what_the_installed_keras_does():
-    """The rule is neither too strict nor too loose for this Keras and backend."""
+    """The bias rule is neither too strict nor too loose for this Keras and backend."""
     q = ops.ones((1, 4, 2, 8))
     bias = ops.zeros((1, 2, 4, 4))
-    if attention.FUSED_ATTENTION:
+    if attention.fused_takes_bias(BACKEND, keras.__version__):
         out = ops.dot_product_attention(q, q, q, bias=bias)
         np.testing.assert_allclose(ops.convert_to_numpy(out), np.ones((1, 4, 2, 8)), atol=1e-6)
     else:
@@ -78,7 +81,7 @@ def _run(layer, x, fused, monkeypatch, **kwargs):
         return ops.convert_to_numpy(layer(x, **kwargs))
 
 
-@pytest.mark.skipif(not attention.FUSED_ATTENTION,
+@pytest.mark.skipif(not attention.fused_takes_bias(BACKEND, keras.__version__),
                     reason=f"Keras {keras.__version__} on {BACKEND} has no fused attention "
                            "with a bias to compare with (the NumPy test below covers the "
                            "explicit path here)")
