@@ -133,3 +133,30 @@ def test_attention_equals_numpy_on_a_shifted_padded_map(path, monkeypatch):
     got = _run(layer, x, fused, monkeypatch, size=SIZE, window=window, shift=shift)
     want = _numpy_attention(layer, x, SIZE, window, shift)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_bf16_attention_of_one_head_over_one_token(monkeypatch):
+    """One head over a one-token window, batch of one, under mixed_bfloat16, compiled where
+    the backend compiles. On JAX the fused op's bfloat16 product into float32 does not
+    compile there (jaxlib 0.10.2's CPU backend: ALG_DOT_BF16_BF16_F32); the explicit form,
+    JAX's default, does. With one token the softmax is 1, so the output is proj(v)."""
+    layer = WindowAttention3D(8, 1, window_size=(1, 1, 1), dtype="mixed_bfloat16", name="attn")
+    layer.build(None)
+    _randomised(layer, 5)
+    x = np.random.default_rng(6).normal(size=(1, 1, 8)).astype("float32")
+    geometry_kwargs = dict(size=(1, 1, 1), window=(1, 1, 1), shift=(0, 0, 0))
+    if BACKEND == "jax":
+        import jax
+
+        weights = [v.value for v in layer.trainable_variables]
+        forward = jax.jit(lambda w, x: layer.stateless_call(w, [], x, **geometry_kwargs)[0])
+        got = np.asarray(forward(weights, x), np.float32)
+    else:
+        got = np.asarray(ops.convert_to_numpy(ops.cast(layer(x, **geometry_kwargs), "float32")))
+    qkv_w, qkv_b, proj_w, proj_b = (np.asarray(ops.convert_to_numpy(w), np.float64)
+                                    for w in (layer.qkv.kernel, layer.qkv.bias,
+                                              layer.proj.kernel, layer.proj.bias))
+    v = (x.astype(np.float64) @ qkv_w + qkv_b)[..., 16:]
+    want = v @ proj_w + proj_b
+    assert np.abs(want).max() > 1
+    np.testing.assert_allclose(got, want, rtol=0.05, atol=0.05 * np.abs(want).max())
