@@ -45,8 +45,8 @@ FUSED_ATTENTION = uses_fused(keras.backend.backend(), keras.__version__)
 # Bytes of float32 attention logits (batch x windows x heads x N x N) one attention call may
 # produce on JAX; None: each mask group's windows in one call. jaxlib's XLA:CPU compiles a
 # call's first product and softmax sums into one YNNPACK fusion, which slows down once its
-# logits outgrow the cache (one call is 236 MB in Swin-T's first stage at 32x224x224); calls of
-# about 8 MB ran Swin-T's and Swin-B's blocks up to 1.5x faster (BENCHMARKS.md).
+# logits outgrow the cache (one call is 236 MB in Swin-T's first stage at 32x224x224);
+# calls of about 8 MB ran Swin-T's and Swin-B's blocks up to 1.5x faster (BENCHMARKS.md).
 # TensorFlow's XLA and torch's fused kernel gained nothing, so their graphs stay as they are.
 LOGITS_PER_CALL = {"jax": 8 << 20}.get(keras.backend.backend())
 # At most this many calls per mask group, so that large batches do not multiply the graph

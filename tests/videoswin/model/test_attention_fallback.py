@@ -94,11 +94,15 @@ def test_explicit_path_gives_the_fused_block_outputs(monkeypatch):
     assert np.abs(fused - x).max() > 0.1          # the block did something
 
 
+def _dense_weights(layer):
+    """qkv kernel, qkv bias, proj kernel, proj bias of a WindowAttention3D, in float64."""
+    return (np.asarray(ops.convert_to_numpy(w), np.float64)
+            for w in (layer.qkv.kernel, layer.qkv.bias, layer.proj.kernel, layer.proj.bias))
+
+
 def _numpy_attention(layer, x, size, window, shift):
     """WindowAttention3D.call, window by window in float64, mask per window."""
-    qkv_w, qkv_b, proj_w, proj_b = (np.asarray(ops.convert_to_numpy(w), np.float64)
-                                    for w in (layer.qkv.kernel, layer.qkv.bias,
-                                              layer.proj.kernel, layer.proj.bias))
+    qkv_w, qkv_b, proj_w, proj_b = _dense_weights(layer)
     table = np.asarray(ops.convert_to_numpy(layer.relative_position_bias_table), np.float64)
     n = int(np.prod(window))
     index = windows.relative_position_index(WINDOW)[:n, :n]
@@ -135,7 +139,7 @@ def test_attention_equals_numpy_on_a_shifted_padded_map(path, monkeypatch):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
-def test_bf16_attention_of_one_head_over_one_token(monkeypatch):
+def test_bf16_attention_of_one_head_over_one_token():
     """One head over a one-token window, batch of one, under mixed_bfloat16, compiled where
     the backend compiles. On JAX the fused op's bfloat16 product into float32 does not
     compile there (jaxlib 0.10.2's CPU backend: ALG_DOT_BF16_BF16_F32); the explicit form,
@@ -152,10 +156,8 @@ def test_bf16_attention_of_one_head_over_one_token(monkeypatch):
         forward = jax.jit(lambda w, x: layer.stateless_call(w, [], x, **geometry_kwargs)[0])
         got = np.asarray(forward(weights, x), np.float32)
     else:
-        got = np.asarray(ops.convert_to_numpy(ops.cast(layer(x, **geometry_kwargs), "float32")))
-    qkv_w, qkv_b, proj_w, proj_b = (np.asarray(ops.convert_to_numpy(w), np.float64)
-                                    for w in (layer.qkv.kernel, layer.qkv.bias,
-                                              layer.proj.kernel, layer.proj.bias))
+        got = ops.convert_to_numpy(ops.cast(layer(x, **geometry_kwargs), "float32"))
+    qkv_w, qkv_b, proj_w, proj_b = _dense_weights(layer)
     v = (x.astype(np.float64) @ qkv_w + qkv_b)[..., 16:]
     want = v @ proj_w + proj_b
     assert np.abs(want).max() > 1
