@@ -234,3 +234,20 @@ def test_weights_are_the_parameters_only(case, tmp_path):
     assert len(restored.weights) == len(layer.weights)
     assert [tuple(w.shape) for w in restored.weights] == [tuple(w.shape) for w in layer.weights]
     assert restored.non_trainable_weights == []
+
+
+def test_relative_bias_is_gathered_in_float32():
+    # torch's CPU gather is several times slower on bfloat16 than on float32; the values
+    # are the same, since the table is cast before the gather. ("mixed_bfloat16" stores
+    # the table in float32; the "bfloat16" policy stores it in bfloat16.)
+    layer = WindowAttention3D(8, 2, window_size=WINDOW, dtype="bfloat16")
+    layer.build()
+    layer.relative_position_bias_table.assign(
+        np.random.default_rng(2).normal(0, 1, (75, 2)).astype("float32"))
+    stored = keras.ops.convert_to_numpy(
+        keras.ops.cast(layer.relative_position_bias_table.value, "float32"))
+    bias = layer.relative_bias(18)
+    assert keras.backend.standardize_dtype(bias.dtype) == "float32"
+    index = windows.relative_position_index(WINDOW).reshape(-1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bias),
+                                  stored[index].T.reshape(2, 18, 18))
