@@ -35,13 +35,16 @@ def make_clips(count, clip_shape, seed, channels=3):
 
 
 def reference_outputs(spec, state, clips, reference="auto"):
-    """(name, features, logits) of the PyTorch reference on channels-last clips."""
+    """(name, features, logits) of the PyTorch reference on channels-last clips, run one
+    clip at a time: at 32x224x224 each clip holds about 1.4 GB of activations, so a batch
+    of 32 would not fit a 24 GB machine."""
     from converter import upstream
 
     if reference == "auto":
         reference = "mmaction2" if upstream.available() else "videoswin-reference"
     if reference == "mmaction2":
-        features, logits = upstream.forward(upstream.load(spec, state), clips)
+        modules = upstream.load(spec, state)
+        features, logits = _clip_by_clip(lambda x: upstream.forward(modules, x), clips)
         return "mmaction2 SwinTransformer3D", features, logits
     import torch
 
@@ -53,11 +56,22 @@ def reference_outputs(spec, state, clips, reference="auto"):
     model = VideoSwinReference.from_spec(spec, num_classes=spec.num_classes if head else None)
     model.load_canonical({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     model.eval()
-    with torch.no_grad():
-        x = torch.from_numpy(clips)
-        features = model.forward_features(x).numpy()
-        logits = model(x).numpy() if head else None
+
+    def forward(clip):
+        with torch.no_grad():
+            x = torch.from_numpy(clip)
+            return model.forward_features(x).numpy(), model(x).numpy() if head else None
+
+    features, logits = _clip_by_clip(forward, clips)
     return "videoswin PyTorch reference", features, logits
+
+
+def _clip_by_clip(forward, clips):
+    """`forward` ((1, T, H, W, C) -> (features, logits or None)) over each clip, stacked."""
+    outputs = [forward(clips[i:i + 1]) for i in range(len(clips))]
+    features = np.concatenate([f for f, _ in outputs])
+    logits = None if outputs[0][1] is None else np.concatenate([g for _, g in outputs])
+    return features, logits
 
 
 def compare(reference, candidate):
